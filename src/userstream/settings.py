@@ -1,0 +1,276 @@
+"""One typed settings object for every userstream component.
+
+Every value is read from the environment with the prefix ``USERSTREAM_`` (for example
+``USERSTREAM_KAFKA_BOOTSTRAP_SERVERS``). The ingestion pod, the Spark app, the DAGs and the
+local runner all build their configuration from :func:`load_settings`; nothing else reads the
+environment for configuration.
+
+The defaults describe the embedded local stack (``userstream local up``) on this machine, so a
+newcomer needs no configuration at all. In a cluster the chart's ConfigMap and Secrets set them.
+
+A wrong or missing value fails at start-up with :class:`SettingsError`, whose message names the
+environment variable to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "USERSTREAM_"
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_CQL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def _default_state_dir() -> Path:
+    return Path.cwd() / ".local-stack"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration shared by every component. See docs/configuration.md for the full table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap_servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1:9092"],
+        description="Comma-separated host:port list of Kafka brokers.",
+    )
+    kafka_topic: str = Field("users_created", description="Topic the ingestion publishes users to.")
+    kafka_dlq_topic: str = Field(
+        "users_created.dlq", description="Dead-letter topic for records the stream rejects."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = None
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for TLS listeners (Strimzi).")
+
+    # --- Cassandra ---------------------------------------------------------------------------
+    cassandra_contact_points: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        description="Comma-separated Cassandra contact points (host names or addresses).",
+    )
+    cassandra_port: int = Field(9042, ge=1, le=65535)
+    cassandra_local_dc: str = Field("datacenter1", description="Local data center for load balancing.")
+    cassandra_keyspace: str = "spark_streams"
+    cassandra_table: str = "created_users"
+    cassandra_replication: str = Field(
+        "SimpleStrategy:1",
+        description="'SimpleStrategy:<rf>' or 'NetworkTopologyStrategy:<dc>=<rf>[,<dc>=<rf>...]'.",
+    )
+    cassandra_username: str | None = None
+    cassandra_password: SecretStr | None = None
+    cassandra_write_concurrency: int = Field(64, ge=1, le=1024)
+
+    # --- PostgreSQL staging ------------------------------------------------------------------
+    postgres_dsn: SecretStr = Field(
+        SecretStr("postgresql://userstream@127.0.0.1:5432/userstream"),
+        description="libpq connection string of the staging database.",
+    )
+
+    # --- Ingestion ---------------------------------------------------------------------------
+    source: Literal["synthetic", "randomuser"] = "synthetic"
+    randomuser_url: str = "https://randomuser.me/api/"
+    randomuser_timeout_s: float = Field(30.0, gt=0)
+    randomuser_max_retries: int = Field(5, ge=0)
+    randomuser_requests_per_second: float = Field(1.0, gt=0)
+    randomuser_nationalities: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    synthetic_seed: int = 42
+    synthetic_broken_rate: float = Field(0.01, ge=0.0, le=1.0)
+    ingest_records: int = Field(10_000, ge=1)
+    ingest_batch_size: int = Field(1_000, ge=1, le=5_000)
+
+    # --- Streaming app -----------------------------------------------------------------------
+    checkpoint_location: str = Field(
+        default_factory=lambda: str(_default_state_dir() / "checkpoints" / "users_stream"),
+        description="Durable checkpoint directory (a path or a Hadoop URI) of the streaming query.",
+    )
+    stream_starting_offsets: Literal["earliest", "latest"] = "earliest"
+    stream_trigger_interval: str = Field("2 seconds", description="Micro-batch trigger interval.")
+    stream_max_offsets_per_trigger: int | None = Field(None, ge=1)
+    stream_max_record_bytes: int = Field(64 * 1024, ge=1024)
+    spark_master: str = Field("local[2]", description="Spark master for local runs.")
+
+    # --- Local stack -------------------------------------------------------------------------
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    cache_dir: Path = Field(default_factory=lambda: Path.cwd() / ".cache")
+
+    @field_validator(
+        "kafka_bootstrap_servers",
+        "cassandra_contact_points",
+        "randomuser_nationalities",
+        mode="before",
+    )
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one host:port")
+        for server in value:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("cassandra_contact_points")
+    @classmethod
+    def _check_contact_points(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one host")
+        return value
+
+    @field_validator("kafka_topic", "kafka_dlq_topic")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value) or value in {".", ".."}:
+            raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
+
+    @field_validator("cassandra_keyspace", "cassandra_table")
+    @classmethod
+    def _check_cql_name(cls, value: str) -> str:
+        if not _CQL_NAME_RE.match(value):
+            raise ValueError(f"{value!r} must be lower-case letters, digits and '_' (max 48)")
+        return value
+
+    @field_validator("cassandra_replication")
+    @classmethod
+    def _check_replication(cls, value: str) -> str:
+        replication_options(value)
+        return value
+
+    @field_validator("postgres_dsn")
+    @classmethod
+    def _check_dsn(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if not raw.startswith(("postgresql://", "postgres://")) and "=" not in raw:
+            raise ValueError("must be a postgresql:// URI or a key=value libpq string")
+        return value
+
+    @field_validator("randomuser_nationalities")
+    @classmethod
+    def _check_nat(cls, value: list[str]) -> list[str]:
+        for nat in value:
+            if not re.fullmatch(r"[A-Za-z]{2}", nat):
+                raise ValueError(f"{nat!r} is not a two-letter nationality code")
+        return [nat.upper() for nat in value]
+
+    # --- Derived values ----------------------------------------------------------------------
+    @property
+    def kafka_bootstrap(self) -> str:
+        return ",".join(self.kafka_bootstrap_servers)
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security options for kafka-python clients (empty on the local PLAINTEXT stack)."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_username
+            options["sasl_plain_password"] = (
+                self.kafka_password.get_secret_value() if self.kafka_password else None
+            )
+        if self.kafka_ssl_cafile:
+            options["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        return options
+
+    def spark_kafka_options(self) -> dict[str, str]:
+        """The same security options in the form Spark's Kafka source and sink expect."""
+        options = {
+            "kafka.bootstrap.servers": self.kafka_bootstrap,
+            "kafka.security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            module = (
+                "org.apache.kafka.common.security.plain.PlainLoginModule"
+                if self.kafka_sasl_mechanism == "PLAIN"
+                else "org.apache.kafka.common.security.scram.ScramLoginModule"
+            )
+            password = self.kafka_password.get_secret_value() if self.kafka_password else ""
+            options["kafka.sasl.mechanism"] = self.kafka_sasl_mechanism
+            options["kafka.sasl.jaas.config"] = (
+                f'{module} required username="{self.kafka_username}" password="{password}";'
+            )
+        if self.kafka_ssl_cafile:
+            options["kafka.ssl.truststore.type"] = "PEM"
+            options["kafka.ssl.truststore.location"] = str(self.kafka_ssl_cafile)
+        return options
+
+    @property
+    def replication(self) -> dict[str, str]:
+        return replication_options(self.cassandra_replication)
+
+    def _check_pairs(self) -> None:
+        if self.kafka_sasl_mechanism and not (self.kafka_username and self.kafka_password):
+            raise SettingsError(
+                f"{ENV_PREFIX}KAFKA_SASL_MECHANISM is set but {ENV_PREFIX}KAFKA_USERNAME or "
+                f"{ENV_PREFIX}KAFKA_PASSWORD is missing"
+            )
+        if bool(self.cassandra_username) != bool(self.cassandra_password):
+            raise SettingsError(
+                f"set both {ENV_PREFIX}CASSANDRA_USERNAME and {ENV_PREFIX}CASSANDRA_PASSWORD, or neither"
+            )
+        if self.kafka_topic == self.kafka_dlq_topic:
+            raise SettingsError(
+                f"{ENV_PREFIX}KAFKA_DLQ_TOPIC must differ from {ENV_PREFIX}KAFKA_TOPIC "
+                f"(both are {self.kafka_topic!r})"
+            )
+
+
+def replication_options(spec: str) -> dict[str, str]:
+    """Parse 'SimpleStrategy:1' or 'NetworkTopologyStrategy:dc1=3,dc2=3' into CQL options."""
+    strategy, sep, rest = spec.partition(":")
+    strategy = strategy.strip()
+    if not sep or not rest.strip():
+        raise ValueError(f"{spec!r}: expected '<strategy>:<options>'")
+    if strategy == "SimpleStrategy":
+        if not rest.strip().isdigit() or int(rest) < 1:
+            raise ValueError(f"{spec!r}: SimpleStrategy needs a replication factor >= 1")
+        return {"class": "SimpleStrategy", "replication_factor": str(int(rest))}
+    if strategy == "NetworkTopologyStrategy":
+        options = {"class": "NetworkTopologyStrategy"}
+        for pair in rest.split(","):
+            dc, eq, rf = pair.partition("=")
+            if not eq or not dc.strip() or not rf.strip().isdigit() or int(rf) < 1:
+                raise ValueError(f"{spec!r}: expected <dc>=<rf> pairs, got {pair!r}")
+            options[dc.strip()] = str(int(rf))
+        return options
+    raise ValueError(f"{spec!r}: strategy must be SimpleStrategy or NetworkTopologyStrategy")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment; fail naming the variable when one is wrong."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
+        raise SettingsError("invalid userstream settings:\n  " + "\n  ".join(problems)) from None
+    settings._check_pairs()
+    return settings

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+
+from userstream.settings import SettingsError, load_settings, replication_options
+
+
+def test_defaults_describe_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("USERSTREAM_"):
+            monkeypatch.delenv(name)
+    settings = load_settings()
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.kafka_topic == "users_created"
+    assert settings.kafka_dlq_topic == "users_created.dlq"
+    assert settings.cassandra_keyspace == "spark_streams"
+    assert settings.replication == {"class": "SimpleStrategy", "replication_factor": "1"}
+
+
+def test_lists_are_read_as_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERSTREAM_KAFKA_BOOTSTRAP_SERVERS", "a:9092, b:9093")
+    monkeypatch.setenv("USERSTREAM_CASSANDRA_CONTACT_POINTS", "c1,c2")
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == ["a:9092", "b:9093"]
+    assert settings.cassandra_contact_points == ["c1", "c2"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("USERSTREAM_KAFKA_BOOTSTRAP_SERVERS", "no-port"),
+        ("USERSTREAM_KAFKA_TOPIC", "bad topic!"),
+        ("USERSTREAM_CASSANDRA_PORT", "0"),
+        ("USERSTREAM_CASSANDRA_KEYSPACE", "Bad-Name"),
+        ("USERSTREAM_CASSANDRA_REPLICATION", "SimpleStrategy:zero"),
+        ("USERSTREAM_INGEST_BATCH_SIZE", "6000"),
+        ("USERSTREAM_POSTGRES_DSN", "not a dsn"),
+        ("USERSTREAM_SOURCE", "ftp"),
+    ],
+)
+def test_a_wrong_setting_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
+
+
+def test_sasl_without_credentials_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    with pytest.raises(SettingsError, match="USERSTREAM_KAFKA_USERNAME"):
+        load_settings()
+
+
+def test_same_topic_for_data_and_dead_letters_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERSTREAM_KAFKA_DLQ_TOPIC", "users_created")
+    with pytest.raises(SettingsError, match="USERSTREAM_KAFKA_DLQ_TOPIC"):
+        load_settings()
+
+
+def test_scram_options_for_spark_hide_nothing_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("USERSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("USERSTREAM_KAFKA_USERNAME", "ingest")
+    monkeypatch.setenv("USERSTREAM_KAFKA_PASSWORD", "s3cret")
+    settings = load_settings()
+    options = settings.spark_kafka_options()
+    assert options["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    assert 'username="ingest" password="s3cret"' in options["kafka.sasl.jaas.config"]
+    assert "s3cret" not in repr(settings)
+
+
+def test_network_topology_replication() -> None:
+    assert replication_options("NetworkTopologyStrategy:dc1=3,dc2=2") == {
+        "class": "NetworkTopologyStrategy",
+        "dc1": "3",
+        "dc2": "2",
+    }
+    with pytest.raises(ValueError, match="strategy"):
+        replication_options("LocalStrategy:1")
