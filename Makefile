@@ -60,6 +60,16 @@ unit: install ## Unit tier only (no servers)
 integration: install artifacts ## Integration tier: real Kafka, Cassandra, PostgreSQL, Spark
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
+##@ Cluster API tier
+
+.PHONY: apiserver
+apiserver: ## Build kube-apiserver at KUBERNETES_VERSION from source into .cache/bin (skipped when already built)
+	bash k8s/cluster-api/build-apiserver.sh
+
+.PHONY: cluster-api
+cluster-api: install apiserver ## Cluster API tier only: manifests and the DAG's pod request against a real kube-apiserver
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
 ##@ Local stack
 
 .PHONY: artifacts
