@@ -1,0 +1,71 @@
+"""
+### users_ingest
+
+Launch one **ingestion pod** (`userstream ingest`) through the KubernetesPodOperator. The pod
+fetches users from the chosen source, stages the raw JSON in PostgreSQL and publishes it to the
+Kafka topic the `userstream-stream` SparkApplication consumes.
+
+Ids are derived from each user's identity, so a retry or a re-run never duplicates a user.
+
+**Params**: `source` (`synthetic` or `randomuser`) and `records` (how many users).
+
+**Configuration**: `USERSTREAM_DAG_*` environment variables of the Airflow components
+(see `dags/userstream_dags/config.py`); the pod itself reads the `userstream-settings` ConfigMap
+and the Kafka and PostgreSQL Secrets.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import Param, dag
+
+from userstream_dags import pods
+from userstream_dags.config import DagConfig
+
+CONFIG = DagConfig.from_env()
+
+
+@dag(
+    dag_id="users_ingest",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["userstream", "ingestion", "kubernetes"],
+    default_args={
+        "owner": "userstream",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+    },
+    params={
+        "source": Param(
+            "synthetic",
+            type="string",
+            enum=["synthetic", "randomuser"],
+            description="synthetic (offline generator) or randomuser (the randomuser.me API)",
+        ),
+        "records": Param(
+            1000, type="integer", minimum=1, maximum=1_000_000, description="How many users to ingest"
+        ),
+    },
+    doc_md=__doc__,
+)
+def users_ingest() -> None:
+    KubernetesPodOperator(
+        task_id="ingest_users",
+        name="userstream-ingest",
+        arguments=["ingest", "--source", "{{ params.source }}", "--records", "{{ params.records }}"],
+        env_vars=pods.ingest_env(CONFIG),
+        volumes=[pods.kafka_ca_volume(CONFIG), pods.tmp_volume()],
+        volume_mounts=[pods.kafka_ca_mount(CONFIG), pods.tmp_mount()],
+        container_resources=pods.ingest_resources(CONFIG),
+        active_deadline_seconds=CONFIG.ingest_deadline_seconds,
+        **pods.common_operator_kwargs(CONFIG, component="userstream-ingest"),
+    )
+
+
+users_ingest()

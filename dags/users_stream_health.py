@@ -1,0 +1,92 @@
+"""
+### users_stream_health
+
+Every 15 minutes, check that the streaming half of the pipeline is alive:
+
+1. `spark_application_running`: the SparkApplication `userstream-stream` is `RUNNING`
+   (`.status.applicationState.state`, read with the Kubernetes API from inside the cluster).
+   Any other state fails at once with the operator's error message.
+2. `rows_are_fresh`: a pod with the ingestion image finds the newest `processed_at` in Cassandra
+   and fails when it is older than `USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES`.
+
+The Airflow worker's ServiceAccount needs `get` on `sparkapplications` in the `userstream`
+namespace (the `userstream` chart grants it).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import dag, task
+
+from userstream_dags import pods
+from userstream_dags.config import DagConfig
+from userstream_dags.spark import SPARK_GROUP, SPARK_PLURAL, SPARK_VERSION, describe_state
+
+CONFIG = DagConfig.from_env()
+
+
+@dag(
+    dag_id="users_stream_health",
+    schedule="*/15 * * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["userstream", "streaming", "health"],
+    default_args={
+        "owner": "userstream",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=1),
+    },
+    dagrun_timeout=timedelta(minutes=10),
+    doc_md=__doc__,
+)
+def users_stream_health() -> None:
+    @task(task_id="spark_application_running")
+    def spark_application_running() -> str:
+        from airflow.sdk.exceptions import AirflowFailException
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
+
+        if CONFIG.in_cluster is False:
+            config.load_kube_config()
+        elif CONFIG.in_cluster:
+            config.load_incluster_config()
+        else:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+        api = client.CustomObjectsApi()
+        name, namespace = CONFIG.spark_application, CONFIG.namespace
+        try:
+            app = api.get_namespaced_custom_object(SPARK_GROUP, SPARK_VERSION, namespace, SPARK_PLURAL, name)
+        except ApiException as exc:
+            raise AirflowFailException(
+                f"cannot read SparkApplication {namespace}/{name}: HTTP {exc.status} {exc.reason}. "
+                "Is the userstream chart installed, and may the Airflow worker get sparkapplications?"
+            ) from None
+        running, message = describe_state(app)
+        if not running:
+            raise AirflowFailException(message)
+        return message
+
+    rows_are_fresh = KubernetesPodOperator(
+        task_id="rows_are_fresh",
+        name="userstream-freshness",
+        cmds=["python", "/opt/userstream/checks/freshness.py"],
+        arguments=["--max-age-minutes", str(CONFIG.freshness_max_age_minutes)],
+        env_vars=pods.freshness_env(CONFIG),
+        volumes=[pods.tmp_volume()],
+        volume_mounts=[pods.tmp_mount()],
+        container_resources=pods.check_resources(),
+        active_deadline_seconds=300,
+        **pods.common_operator_kwargs(CONFIG, component="userstream-freshness"),
+    )
+
+    spark_application_running() >> rows_are_fresh
+
+
+users_stream_health()

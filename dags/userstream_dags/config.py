@@ -1,0 +1,123 @@
+"""Deployment configuration shared by the userstream DAGs.
+
+The DAGs only need to know *where* things are in the cluster (namespace, image, ServiceAccount,
+ConfigMap and Secret names); the pipeline's own settings reach the pods through the
+``userstream-settings`` ConfigMap and the Secrets, never through Airflow.
+
+Every field can be overridden with an environment variable of the Airflow components named
+``USERSTREAM_DAG_<FIELD>`` (for example ``USERSTREAM_DAG_INGEST_IMAGE=registry/userstream-ingest:1.2``),
+set with the Airflow chart's ``env`` values. The defaults match the names the ``userstream`` chart
+creates. Only ``os.environ`` is read, so parsing a DAG file does no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from userstream import __version__
+
+ENV_PREFIX = "USERSTREAM_DAG_"
+
+
+class DagConfigError(ValueError):
+    """A ``USERSTREAM_DAG_*`` variable has a value the DAGs cannot use."""
+
+
+@dataclass(frozen=True)
+class DagConfig:
+    """Where the DAGs find the userstream objects in the cluster."""
+
+    namespace: str = "userstream"
+    ingest_image: str = f"userstream-ingest:{__version__}"
+    image_pull_policy: str = "IfNotPresent"
+    service_account: str = "userstream-ingest"
+    # None: the provider decides (in-cluster config when Airflow runs in the cluster, else kubeconfig)
+    in_cluster: bool | None = None
+    kubernetes_conn_id: str = "kubernetes_default"
+
+    # Non-secret USERSTREAM_* settings, loaded with envFrom
+    settings_configmap: str = "userstream-settings"
+    # Strimzi KafkaUser: the user name is the KafkaUser's (and its Secret's) name
+    kafka_user_secret: str = "userstream-ingest"  # noqa: S105 - a Secret's name, not its value
+    kafka_password_key: str = "password"  # noqa: S105 - a Secret's name, not its value
+    # Strimzi cluster CA, mounted as a file
+    kafka_ca_secret: str = "userstream-kafka-cluster-ca-cert"  # noqa: S105 - a Secret's name, not its value
+    kafka_ca_key: str = "ca.crt"
+    kafka_ca_dir: str = "/etc/userstream/kafka-ca"
+    # CloudNativePG application Secret of the staging database
+    postgres_secret: str = "userstream-staging-app"  # noqa: S105 - a Secret's name, not its value
+    postgres_dsn_key: str = "uri"
+    # K8ssandra superuser Secret (the freshness check reads Cassandra)
+    cassandra_secret: str = "userstream-cassandra-superuser"  # noqa: S105 - a Secret's name, not its value
+
+    # The streaming consumer
+    spark_application: str = "userstream-stream"
+    # Rows older than this mean the stream is stale
+    freshness_max_age_minutes: int = 30
+
+    # Ingestion pod resources
+    ingest_cpu_request: str = "250m"
+    ingest_memory_request: str = "256Mi"
+    ingest_cpu_limit: str = "1"
+    ingest_memory_limit: str = "768Mi"
+    # A run that takes longer than this is stopped by Kubernetes
+    ingest_deadline_seconds: int = 3600
+
+    # The uid the userstream images run as
+    run_as_user: int = 10001
+
+    @property
+    def kafka_username(self) -> str:
+        return self.kafka_user_secret
+
+    @property
+    def kafka_ca_file(self) -> str:
+        return f"{self.kafka_ca_dir.rstrip('/')}/{self.kafka_ca_key}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DagConfig:
+        """Build the configuration from ``USERSTREAM_DAG_*`` variables over the defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for item in dataclasses.fields(cls):
+            name = ENV_PREFIX + item.name.upper()
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            values[item.name] = _convert(name, raw.strip(), item.default)
+        unknown = sorted(
+            key
+            for key in env
+            if key.startswith(ENV_PREFIX)
+            and key.removeprefix(ENV_PREFIX).lower() not in {f.name for f in dataclasses.fields(cls)}
+        )
+        if unknown:
+            raise DagConfigError(
+                f"unknown variable(s) {', '.join(unknown)}: "
+                f"see dags/userstream_dags/config.py for the {ENV_PREFIX}* names"
+            )
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    if isinstance(default, bool) or default is None:
+        lowered = raw.lower()
+        if lowered in {"true", "1", "yes"}:
+            return True
+        if lowered in {"false", "0", "no"}:
+            return False
+        if lowered in {"auto", "none"} and default is None:
+            return None
+        raise DagConfigError(f"{name}={raw!r}: expected true, false or auto")
+    if isinstance(default, int):
+        try:
+            number = int(raw)
+        except ValueError:
+            raise DagConfigError(f"{name}={raw!r}: expected an integer") from None
+        if number < 1:
+            raise DagConfigError(f"{name}={raw!r}: must be at least 1")
+        return number
+    return raw

@@ -1,0 +1,153 @@
+"""The pods the DAGs launch, built exactly as the KubernetesPodOperator builds them, but without a
+cluster: templates rendered with a minimal context, then ``build_pod_request_obj``. Each pod is
+validated against the Kubernetes schema of versions.env's KUBERNETES_VERSION (strict: unknown
+fields are errors)."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from airflow_dagbag import load_dagbag
+from kubernetes.client import ApiClient
+
+from userstream.versions import version
+
+SECRET_ENV = {
+    "USERSTREAM_KAFKA_PASSWORD": ("userstream-ingest", "password"),
+    "USERSTREAM_POSTGRES_DSN": ("userstream-staging-app", "uri"),
+}
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return load_dagbag(tmp_path_factory.mktemp("airflow-home"))
+
+
+def build_pod(dagbag: Any, dag_id: str, task_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    task = copy.deepcopy(dagbag.dags[dag_id].get_task(task_id))
+    ti = SimpleNamespace(dag_id=dag_id, task_id=task_id, map_index=-1, try_number=1)
+    context: dict[str, Any] = {
+        "params": params,
+        "ti": ti,
+        "task_instance": ti,
+        "run_id": "manual__2026-11-21T12:00:00+00:00",
+        "dag": dagbag.dags[dag_id],
+    }
+    task.render_template_fields(context)
+    pod = task.build_pod_request_obj(context, dry_run=True)
+    return ApiClient().sanitize_for_serialization(pod)
+
+
+@pytest.fixture(scope="module")
+def ingest_pod(dagbag: Any) -> dict[str, Any]:
+    return build_pod(dagbag, "users_ingest", "ingest_users", {"source": "randomuser", "records": 250})
+
+
+@pytest.fixture(scope="module")
+def freshness_pod(dagbag: Any) -> dict[str, Any]:
+    return build_pod(dagbag, "users_stream_health", "rows_are_fresh", {})
+
+
+def kubernetes_version() -> str:
+    return version("KUBERNETES_VERSION")
+
+
+@pytest.mark.parametrize("pod_fixture", ["ingest_pod", "freshness_pod"])
+def test_pod_is_valid_for_the_pinned_kubernetes(pod_fixture: str, request: pytest.FixtureRequest) -> None:
+    pod = request.getfixturevalue(pod_fixture)
+    kubernetes_validate.validate(pod, kubernetes_version(), strict=True)
+
+
+@pytest.mark.parametrize("pod_fixture", ["ingest_pod", "freshness_pod"])
+def test_pod_runs_as_non_root_without_api_access(pod_fixture: str, request: pytest.FixtureRequest) -> None:
+    pod = request.getfixturevalue(pod_fixture)
+    spec = pod["spec"]
+    assert pod["metadata"]["namespace"] == "userstream"
+    assert spec["serviceAccountName"] == "userstream-ingest"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["restartPolicy"] == "Never"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["image"] == "userstream-ingest:0.1.0"
+    assert container["envFrom"] == [{"configMapRef": {"name": "userstream-settings"}}]
+    resources = container["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert set(resources["limits"]) == {"cpu", "memory"}
+
+
+def test_ingest_pod_args_come_from_the_params(ingest_pod: dict[str, Any]) -> None:
+    (container,) = ingest_pod["spec"]["containers"]
+    assert container["args"] == ["ingest", "--source", "randomuser", "--records", "250"]
+    assert not container.get("command"), "the image's ENTRYPOINT (userstream) runs"
+
+
+def test_ingest_pod_labels_identify_the_task(ingest_pod: dict[str, Any]) -> None:
+    labels = ingest_pod["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "userstream-ingest"
+    assert labels["app.kubernetes.io/part-of"] == "userstream"
+    assert labels["dag_id"] == "users_ingest"
+    assert labels["task_id"] == "ingest_users"
+
+
+def test_ingest_pod_reads_secrets_by_reference(ingest_pod: dict[str, Any]) -> None:
+    (container,) = ingest_pod["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    for name, (secret, key) in SECRET_ENV.items():
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+        assert "value" not in env[name]
+    assert env["USERSTREAM_KAFKA_USERNAME"]["value"] == "userstream-ingest"
+    assert env["USERSTREAM_KAFKA_SSL_CAFILE"]["value"] == "/etc/userstream/kafka-ca/ca.crt"
+
+
+def test_ingest_pod_mounts_the_kafka_cluster_ca(ingest_pod: dict[str, Any]) -> None:
+    (container,) = ingest_pod["spec"]["containers"]
+    volumes = {volume["name"]: volume for volume in ingest_pod["spec"]["volumes"]}
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    ca_mount = mounts["/etc/userstream/kafka-ca"]
+    assert ca_mount["readOnly"] is True
+    ca_volume = volumes[ca_mount["name"]]["secret"]
+    assert ca_volume["secretName"] == "userstream-kafka-cluster-ca-cert"
+    assert ca_volume["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    assert "emptyDir" in volumes[mounts["/tmp"]["name"]], "a writable /tmp on a read-only root"
+
+
+def test_freshness_pod_reads_cassandra_credentials_by_reference(freshness_pod: dict[str, Any]) -> None:
+    (container,) = freshness_pod["spec"]["containers"]
+    assert container["command"] == ["python", "/opt/userstream/checks/freshness.py"]
+    env = {item["name"]: item for item in container["env"]}
+    for name, key in (
+        ("USERSTREAM_CASSANDRA_USERNAME", "username"),
+        ("USERSTREAM_CASSANDRA_PASSWORD", "password"),
+    ):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {
+            "name": "userstream-cassandra-superuser",
+            "key": key,
+        }
+
+
+def test_pod_follows_the_dag_configuration(tmp_path: Any) -> None:
+    from userstream_dags import pods
+    from userstream_dags.config import DagConfig
+
+    config = DagConfig.from_env(
+        {
+            "USERSTREAM_DAG_NAMESPACE": "data",
+            "USERSTREAM_DAG_INGEST_IMAGE": "registry.example/userstream-ingest:1.2.3",
+            "USERSTREAM_DAG_POSTGRES_SECRET": "staging-app",
+        }
+    )
+    kwargs = pods.common_operator_kwargs(config, component="userstream-ingest")
+    assert kwargs["namespace"] == "data"
+    assert kwargs["image"] == "registry.example/userstream-ingest:1.2.3"
+    dsn = next(env for env in pods.ingest_env(config) if env.name == "USERSTREAM_POSTGRES_DSN")
+    assert dsn.value_from.secret_key_ref.name == "staging-app"
