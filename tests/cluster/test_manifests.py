@@ -1,0 +1,74 @@
+"""Every operator CRD and every object of the userstream chart is accepted by a real kube-apiserver.
+
+Objects are server-side applied with strict field validation: core validation, the CRDs' OpenAPI
+schemas (unknown fields rejected, not pruned), admission and defaulting all run as in a cluster.
+Nothing is scheduled: there is no kubelet, controller manager or operator behind the API server.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cluster_api import KubeApiServer, dynamic_client
+from cluster_manifests import (
+    CRDS_ABSENT,
+    NAMESPACE,
+    Loaded,
+    Outcome,
+    operator_crd_files,
+    render_userstream_chart,
+)
+from kubernetes import client as k8s
+
+pytestmark = pytest.mark.cluster
+
+CRD_FILES = operator_crd_files()
+CHART = render_userstream_chart()
+
+
+def _params(loaded: Loaded) -> list[pytest.ParameterSet]:
+    if loaded.problem is None:
+        return [pytest.param(manifest.id, id=manifest.id) for manifest in loaded.manifests]
+    if loaded.fatal:
+        return [pytest.param(None, id="render")]
+    return [pytest.param(None, id="absent", marks=pytest.mark.skip(reason=loaded.problem))]
+
+
+def _crd_params(files: list[str]) -> list[pytest.ParameterSet]:
+    if files:
+        return [pytest.param(name, id=name) for name in files]
+    return [pytest.param(None, id="absent", marks=pytest.mark.skip(reason=CRDS_ABSENT))]
+
+
+def _check(outcome: Outcome | None, what: str) -> None:
+    assert outcome is not None, f"{what}: never applied (see the fixture's log)"
+    if outcome.skip:
+        pytest.skip(outcome.skip)
+    assert outcome.error is None, f"kube-apiserver rejected {what}: {outcome.error}"
+
+
+@pytest.mark.parametrize("crd_file", _crd_params(CRD_FILES))
+def test_operator_crds_are_established(crd_file: str, established_crds: dict[str, Outcome]) -> None:
+    _check(established_crds.get(crd_file), f"the CRDs of .cache/crds/{crd_file}")
+
+
+@pytest.mark.parametrize("object_id", _params(CHART))
+def test_chart_object_is_accepted(object_id: str | None, applied_chart: dict[str, Outcome]) -> None:
+    if object_id is None:
+        pytest.fail(CHART.problem or "chart did not render")
+    _check(applied_chart.get(object_id), f"{object_id} (helm template userstream charts/userstream)")
+
+
+def test_accepted_chart_objects_are_stored(
+    kube_apiserver: KubeApiServer, api_client: k8s.ApiClient, applied_chart: dict[str, Outcome]
+) -> None:
+    """Read back every accepted object: it is in etcd, with a uid, where the chart put it."""
+    if CHART.problem:
+        pytest.skip(CHART.problem)
+    dynamic = dynamic_client(api_client, kube_apiserver.work)
+    accepted = [m for m in CHART.manifests if applied_chart.get(m.id) == Outcome()]
+    assert accepted, "the API server accepted no object of the chart"
+    for manifest in accepted:
+        resource = dynamic.resources.get(api_version=manifest.api_version, kind=manifest.kind)
+        namespace = manifest.body["metadata"].get("namespace", NAMESPACE) if resource.namespaced else None
+        stored = resource.get(name=manifest.name, namespace=namespace)
+        assert stored.metadata.uid, f"{manifest.id} has no uid"
