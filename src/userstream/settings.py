@@ -96,10 +96,19 @@ class Settings(BaseSettings):
     randomuser_max_retries: int = Field(5, ge=0)
     randomuser_requests_per_second: float = Field(1.0, gt=0)
     randomuser_nationalities: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    randomuser_seed: str | None = Field(
+        None, description="API seed: the same seed and page give the same users (random per run if unset)."
+    )
+    randomuser_backoff_s: float = Field(1.0, gt=0, description="First retry delay; doubles per attempt.")
     synthetic_seed: int = 42
     synthetic_broken_rate: float = Field(0.01, ge=0.0, le=1.0)
     ingest_records: int = Field(10_000, ge=1)
     ingest_batch_size: int = Field(1_000, ge=1, le=5_000)
+    staging_schema: str = Field("userstream", description="PostgreSQL schema of the staging table.")
+    kafka_topic_partitions: int = Field(3, ge=1, description="Partitions of topics the ingestion creates.")
+    kafka_topic_replication_factor: int = Field(1, ge=1)
+    kafka_linger_ms: int = Field(20, ge=0, description="Producer batching delay.")
+    kafka_compression_type: Literal["gzip", "snappy", "lz4", "zstd", "none"] = "gzip"
 
     # --- Streaming app -----------------------------------------------------------------------
     checkpoint_location: str = Field(
@@ -111,6 +120,7 @@ class Settings(BaseSettings):
     stream_max_offsets_per_trigger: int | None = Field(None, ge=1)
     stream_max_record_bytes: int = Field(64 * 1024, ge=1024)
     spark_master: str = Field("local[2]", description="Spark master for local runs.")
+    stream_write_retries: int = Field(5, ge=0, description="Retries of a failed Cassandra write batch.")
 
     # --- Local stack -------------------------------------------------------------------------
     state_dir: Path = Field(default_factory=_default_state_dir)
@@ -151,7 +161,7 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a valid Kafka topic name")
         return value
 
-    @field_validator("cassandra_keyspace", "cassandra_table")
+    @field_validator("cassandra_keyspace", "cassandra_table", "staging_schema")
     @classmethod
     def _check_cql_name(cls, value: str) -> str:
         if not _CQL_NAME_RE.match(value):

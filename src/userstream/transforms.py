@@ -1,0 +1,168 @@
+"""Pure ``DataFrame -> DataFrame`` transforms of the stream: parse, validate, flatten, dead-letter.
+
+Input frames have the Kafka source's columns (``key``, ``value`` binary, ``topic``,
+``partition``, ``offset``, ``timestamp``). Nothing here reads or writes anything, so the same
+functions run on a streaming frame, on a micro-batch inside ``foreachBatch`` and on a small
+batch frame in a unit test.
+
+Validation gives every record at most one reason, checked in this order:
+
+==========================  =============================================================
+``empty``                   no value (a tombstone)
+``oversized``               value longer than ``stream_max_record_bytes``
+``not_utf8``                value is not valid UTF-8
+``malformed_json``          not a JSON object (truncated, garbage, an array, ...)
+``wrong_type``              a field's JSON type differs from the contract (e.g. age "ten")
+``unsupported_version``     ``schema_version`` is not the contract's version
+``missing_field``           a required field is absent, null or blank (detail: which)
+``invalid_id``              ``id`` is not a UUID
+``invalid_email``           e-mail is not ``local@domain.tld`` after normalisation
+``unparsable_date``         dob / registered / fetched_at is not an ISO-8601 timestamp
+==========================  =============================================================
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from userstream import contract
+from userstream.cleaning import (
+    EMAIL_PATTERN,
+    MESSAGE_COLUMN,
+    UUID_PATTERN,
+    column_expression,
+    field,
+    parse_timestamp,
+)
+
+CORRUPT_COLUMN = "_corrupt_record"
+REASON = "dlq_reason"
+DETAIL = "dlq_detail"
+KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
+DATE_PATHS = ("user.dob.date", "user.registered.date", "fetched_at")
+
+REASONS = (
+    "empty",
+    "oversized",
+    "not_utf8",
+    "malformed_json",
+    "wrong_type",
+    "unsupported_version",
+    "missing_field",
+    "invalid_id",
+    "invalid_email",
+    "unparsable_date",
+)
+
+
+def _parse_schema() -> T.StructType:
+    schema = contract.message_spark_schema()
+    return T.StructType([*schema.fields, T.StructField(CORRUPT_COLUMN, T.StringType(), True)])
+
+
+def _missing(path: str) -> Column:
+    column = field(path)
+    node = contract.schema_node(path)
+    kinds = node.get("type", "string")
+    if kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
+        return column.isNull() | (F.trim(column.cast("string")) == "")
+    return column.isNull()
+
+
+def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
+    """Add the parsed message (``msg``), the rejection reason and its detail (null when valid)."""
+    text = F.col("value").cast("string")
+    parsed = kafka_df.select(
+        *[F.col(name) for name in KAFKA_COLUMNS],
+        F.octet_length("value").alias("_bytes"),
+        F.expr("is_valid_utf8(CAST(value AS STRING))").alias("_utf8"),
+        F.expr("json_object_keys(CAST(value AS STRING))").isNotNull().alias("_object"),
+    )
+    # only well-formed candidates are handed to the JSON reader
+    small_utf8 = (F.col("_bytes") <= max_record_bytes) & F.col("_utf8")
+    parsed = parsed.withColumn(
+        MESSAGE_COLUMN,
+        F.when(
+            small_utf8 & F.col("_object"),
+            F.from_json(
+                text, _parse_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
+            ),
+        ),
+    )
+    required = [path for path in contract.required_paths()]
+    missing = F.filter(
+        F.array(*[F.when(_missing(path), F.lit(path)) for path in required]), lambda item: item.isNotNull()
+    )
+    bad_dates = F.filter(
+        F.array(*[F.when(parse_timestamp(field(path)).isNull(), F.lit(path)) for path in DATE_PATHS]),
+        lambda item: item.isNotNull(),
+    )
+    email = F.lower(F.trim(field("user.email")))
+    record_id = F.lower(F.trim(field("id")))
+    checks: list[tuple[str, Column, Column]] = [
+        ("empty", F.col("value").isNull(), F.lit("message has no value")),
+        (
+            "oversized",
+            F.col("_bytes") > max_record_bytes,
+            F.format_string("%d bytes > limit %d", F.col("_bytes"), F.lit(max_record_bytes)),
+        ),
+        ("not_utf8", ~F.col("_utf8"), F.lit("value is not valid UTF-8")),
+        ("malformed_json", ~F.col("_object"), F.lit("value is not a JSON object")),
+        (
+            "wrong_type",
+            field(CORRUPT_COLUMN).isNotNull(),
+            F.lit("a field's JSON type does not match user_message.v1"),
+        ),
+        (
+            "unsupported_version",
+            field("schema_version").isNotNull()
+            & (field("schema_version") != F.lit(contract.MESSAGE_SCHEMA_VERSION)),
+            F.format_string("schema_version %d", field("schema_version")),
+        ),
+        ("missing_field", F.size(missing) > 0, F.array_join(missing, ",")),
+        ("invalid_id", ~record_id.rlike(UUID_PATTERN), F.format_string("id %s", record_id)),
+        ("invalid_email", ~email.rlike(EMAIL_PATTERN), F.format_string("email %s", email)),
+        ("unparsable_date", F.size(bad_dates) > 0, F.array_join(bad_dates, ",")),
+    ]
+    reason: Column = F.lit(None).cast("string")
+    detail: Column = F.lit(None).cast("string")
+    for name, failed, why in reversed(checks):
+        reason = F.when(failed, F.lit(name)).otherwise(reason)
+        detail = F.when(failed, why).otherwise(detail)
+    return parsed.withColumn(REASON, reason).withColumn(DETAIL, detail).drop("_bytes", "_utf8", "_object")
+
+
+def valid_rows(parsed: DataFrame) -> DataFrame:
+    """The clean, flat table rows of the valid records (columns and types of the table)."""
+    definition = contract.table_definition()
+    return parsed.where(F.col(REASON).isNull()).select(
+        *[column_expression(column) for column in definition.columns]
+    )
+
+
+def dead_letters(parsed: DataFrame) -> DataFrame:
+    """Rejected records for Spark's Kafka sink: original key and value, the reason in headers."""
+
+    def header(name: str, value: Column) -> Column:
+        return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
+
+    return parsed.where(F.col(REASON).isNotNull()).select(
+        F.col("key"),
+        F.col("value"),
+        F.array(
+            header("dlq.reason", F.col(REASON)),
+            header("dlq.detail", F.coalesce(F.col(DETAIL), F.lit(""))),
+            header("dlq.source.topic", F.col("topic")),
+            header("dlq.source.partition", F.col("partition")),
+            header("dlq.source.offset", F.col("offset")),
+            header("dlq.source.timestamp", F.date_format(F.col("timestamp"), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")),
+        ).alias("headers"),
+        F.col(REASON).alias(REASON),
+    )
+
+
+def dead_letter_sink_frame(dead: DataFrame) -> DataFrame:
+    """Only the columns Spark's Kafka sink accepts."""
+    return dead.select("key", "value", "headers")
