@@ -125,6 +125,17 @@ class Settings(BaseSettings):
     # --- Local stack -------------------------------------------------------------------------
     state_dir: Path = Field(default_factory=_default_state_dir)
     cache_dir: Path = Field(default_factory=lambda: Path.cwd() / ".cache")
+    local_kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the local Kafka."
+    )
+    local_cassandra_storage_port: int = Field(
+        7000, ge=1, le=65535, description="Inter-node (storage) port of the local Cassandra."
+    )
+    spark_jars_dir: Path | None = Field(
+        None,
+        description="Folder of the Spark Kafka connector jars; default <cache_dir>/jars/spark-kafka "
+        "(set it in an image that bakes the jars in).",
+    )
 
     @field_validator(
         "kafka_bootstrap_servers",

@@ -1,0 +1,215 @@
+"""The local stack as a whole: PostgreSQL, Kafka and Cassandra as processes on this machine.
+
+``LocalStack.up()`` is idempotent: a component whose recorded process is alive and answers is
+left alone; the others are configured, started in parallel and waited for until each answers a
+real request. ``down()`` stops exactly the processes the pid files name, after checking that
+each pid still runs the program that was started.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from userstream.errors import UserstreamError
+from userstream.local import artifacts, processes
+from userstream.local.cassandra import CassandraServer
+from userstream.local.component import Component, NotReady, StartError
+from userstream.local.kafka import KafkaServer
+from userstream.local.postgres import PostgresServer
+from userstream.settings import Settings
+
+COMPONENT_NAMES = ("postgres", "kafka", "cassandra")
+
+HEALTHY = "healthy"
+UNHEALTHY = "unhealthy"
+STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    address: str
+    version: str
+    state: str
+    pid: int | None = None
+    started_at: float | None = None
+    rss_bytes: int | None = None
+    detail: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == HEALTHY
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain left-aligned text table (one header line, one line per row)."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for index, cell in enumerate(row):
+            widths[index] = max(widths[index], len(cell))
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(headers)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return "\n".join(lines)
+
+
+def format_status(statuses: Sequence[ComponentStatus]) -> str:
+    headers = ("COMPONENT", "STATE", "ADDRESS", "VERSION", "PID", "STARTED", "MEMORY (RSS)")
+    rows = []
+    for status in statuses:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.started_at)) if status.started_at else "-"
+        rows.append(
+            (
+                status.name,
+                status.state,
+                status.address,
+                status.version,
+                str(status.pid) if status.pid else "-",
+                started,
+                processes.format_bytes(status.rss_bytes),
+            )
+        )
+    table = format_table(headers, rows)
+    notes = [f"  {s.name}: {s.detail}" for s in statuses if s.detail]
+    return table + ("\n" + "\n".join(notes) if notes else "")
+
+
+class LocalStack:
+    def __init__(self, settings: Settings, *, echo: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.echo = echo
+        self.components: dict[str, Component] = {
+            "postgres": PostgresServer(settings),
+            "kafka": KafkaServer(settings),
+            "cassandra": CassandraServer(settings),
+        }
+        self.started: list[str] = []
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.state_dir.resolve()
+
+    def component(self, name: str) -> Component:
+        try:
+            return self.components[name]
+        except KeyError:
+            raise UserstreamError(
+                f"unknown component {name!r}: choose one of {', '.join(COMPONENT_NAMES)}"
+            ) from None
+
+    # --- artifacts -----------------------------------------------------------------------------
+    def fetch(self, *, force: bool = False) -> dict[str, Path]:
+        return artifacts.resolve_all(self.settings.cache_dir, force=force, echo=self.echo)
+
+    # --- status --------------------------------------------------------------------------------
+    def status_of(self, component: Component) -> ComponentStatus:
+        base = {"name": component.name, "address": component.address, "version": component.version}
+        record = component.record()
+        if record is None or not processes.is_ours(record):
+            detail = ""
+            if record is not None:
+                detail = f"pid file {component.pid_file} names pid {record.pid}, which is not running"
+            busy = [p for p in component.ports() if processes.port_in_use(p.host, p.port)]
+            if busy:
+                owner = processes.port_owner(busy[0].port)
+                detail = f"port {busy[0].port} is in use by another program" + (f" ({owner})" if owner else "")
+            return ComponentStatus(state=STOPPED, detail=detail, **base)
+        running = {
+            "pid": record.pid,
+            "started_at": record.started_at,
+            "rss_bytes": processes.tree_rss_bytes(record.pid),
+        }
+        try:
+            reported = component.probe()
+        except NotReady as exc:
+            return ComponentStatus(state=UNHEALTHY, detail=f"running but not answering: {exc}", **base, **running)
+        base["version"] = reported
+        return ComponentStatus(state=HEALTHY, **base, **running)
+
+    def status(self) -> list[ComponentStatus]:
+        return [self.status_of(self.components[name]) for name in COMPONENT_NAMES]
+
+    # --- up ------------------------------------------------------------------------------------
+    def check_prerequisites(self, names: Sequence[str]) -> None:
+        processes.require_disk(self.state_dir)
+        for name in names:
+            self.components[name].check_prerequisites()
+
+    def up(self, names: Sequence[str] = COMPONENT_NAMES) -> list[ComponentStatus]:
+        """Start what is not running; wait until every component answers; return their status."""
+        for name in names:
+            self.component(name)
+        self.check_prerequisites(names)
+        to_start: list[Component] = []
+        to_wait: list[tuple[Component, processes.PidRecord]] = []
+        for name in names:
+            component = self.components[name]
+            record = component.running_record()
+            if record is not None:
+                self.echo(f"{name}: already running (pid {record.pid})")
+                to_wait.append((component, record))
+                continue
+            for port in component.ports():
+                processes.require_free_port(port.host, port.port, port.what, port.setting)
+            to_start.append(component)
+        if any(c.name in ("kafka", "cassandra") for c in to_start):
+            self.fetch()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+        errors: list[str] = []
+        lock = threading.Lock()
+
+        def bring_up(component: Component, record: processes.PidRecord | None) -> None:
+            began = time.monotonic()
+            try:
+                if record is None:
+                    component.prepare()
+                    record = component.start()
+                    with lock:
+                        self.started.append(component.name)
+                    self.echo(f"{component.name}: started (pid {record.pid}), waiting for it to answer ...")
+                reported = component.wait_ready(record)
+                component.after_ready()
+                self.echo(f"{component.name}: ready, version {reported}, in {time.monotonic() - began:.1f} s")
+            except (StartError, UserstreamError) as exc:
+                with lock:
+                    errors.append(str(exc))
+
+        threads = [
+            threading.Thread(target=bring_up, args=(c, None), name=f"up-{c.name}", daemon=True)
+            for c in to_start
+        ] + [
+            threading.Thread(target=bring_up, args=(c, r), name=f"wait-{c.name}", daemon=True)
+            for c, r in to_wait
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise StartError("\n\n".join(errors))
+        return [self.status_of(self.components[name]) for name in names]
+
+    # --- down ----------------------------------------------------------------------------------
+    def down(self, names: Sequence[str] = COMPONENT_NAMES) -> dict[str, str]:
+        """Stop the named components (those this stack started); return what happened to each."""
+        outcomes: dict[str, str] = {}
+        lock = threading.Lock()
+
+        def stop(component: Component) -> None:
+            outcome = component.stop()
+            with lock:
+                outcomes[component.name] = outcome
+
+        threads = [
+            threading.Thread(target=stop, args=(self.component(name),), daemon=True) for name in names
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return {name: outcomes[name] for name in names}

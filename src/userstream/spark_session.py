@@ -1,0 +1,109 @@
+"""One way to build the SparkSession, locally and in the cluster.
+
+The Kafka source and sink are not part of pyspark: their jars (``spark-sql-kafka-0-10`` and its
+dependencies) are handed to Spark by path through ``spark.jars`` (never resolved by Spark's own
+Ivy at run time). Where they come from:
+
+* ``USERSTREAM_SPARK_JARS_DIR`` (setting ``spark_jars_dir``): a folder of jars, e.g. baked into
+  an image;
+* otherwise ``<cache_dir>/jars/spark-kafka``, filled by ``userstream local fetch``;
+* otherwise, when the connector is already on Spark's own classpath (``$SPARK_HOME/jars`` of an
+  image that copied it there), nothing needs to be added.
+
+When the driver was launched by ``spark-submit`` (the Spark operator in the cluster), master and
+classpath are already decided by the submission; this module then only names the application and
+sets the small SQL defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from userstream.errors import UserstreamError
+from userstream.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+KAFKA_CONNECTOR_GLOB = "spark-sql-kafka-0-10_*.jar"
+
+LOCAL_DEFAULTS: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "1g",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
+}
+
+
+def launched_by_spark_submit() -> bool:
+    """True inside a driver started by spark-submit (the JVM exists and gave us its gateway)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def spark_home_jars() -> Path | None:
+    home = os.environ.get("SPARK_HOME")
+    if home:
+        return Path(home) / "jars"
+    try:
+        import pyspark
+    except ImportError:
+        return None
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def connector_jars(settings: Settings) -> list[Path]:
+    """The jars to add with ``spark.jars`` (empty when Spark already has the connector)."""
+    if settings.spark_jars_dir is not None:
+        folder = settings.spark_jars_dir
+        found = sorted(folder.glob("*.jar"))
+        if not any(p.match(KAFKA_CONNECTOR_GLOB) for p in found):
+            raise UserstreamError(
+                f"USERSTREAM_SPARK_JARS_DIR={folder} holds no {KAFKA_CONNECTOR_GLOB}: point it at the "
+                "folder of the Spark Kafka connector jars"
+            )
+        return found
+    from userstream.local.artifacts import is_fresh, spark_kafka_artifacts
+
+    spark_kafka = spark_kafka_artifacts()
+    folder = spark_kafka.folder(settings.cache_dir.resolve())
+    if is_fresh(spark_kafka, settings.cache_dir.resolve()):
+        return sorted(folder.glob("*.jar"))
+    builtin = spark_home_jars()
+    if builtin is not None and any(builtin.glob(KAFKA_CONNECTOR_GLOB)):
+        return []
+    raise UserstreamError(
+        f"the Spark Kafka connector jars are not in {folder}: run `userstream local fetch` "
+        "(or `make artifacts`), or set USERSTREAM_SPARK_JARS_DIR to a folder that has them"
+    )
+
+
+def build_spark_session(settings: Settings, app_name: str, *, master: str | None = None) -> SparkSession:
+    """Get (or create) the SparkSession for ``app_name`` with the Kafka connector available.
+
+    ``master`` defaults to ``settings.spark_master`` for local runs; under spark-submit the
+    submission's master is kept unless ``master`` is given explicitly.
+    """
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    submitted = launched_by_spark_submit()
+    if master is not None or not submitted:
+        builder = builder.master(master or settings.spark_master)
+    if not submitted:
+        for key, value in LOCAL_DEFAULTS.items():
+            builder = builder.config(key, value)
+        jars = connector_jars(settings)
+        if jars:
+            builder = builder.config("spark.jars", ",".join(str(p) for p in jars))
+    else:
+        builder = builder.config("spark.sql.session.timeZone", "UTC")
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
