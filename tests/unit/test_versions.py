@@ -164,3 +164,18 @@ def test_spark_image_pom_renders_without_third_party_packages(tmp_path: Path) ->
     assert f"<version>{PINS['SPARK_VERSION']}</version>" in pom
     if "SPARK_KAFKA_TOKEN_PROVIDER_VERSION" in PINS:
         assert f"<version>{PINS['SPARK_KAFKA_TOKEN_PROVIDER_VERSION']}</version>" in pom
+
+
+def test_spark_image_holds_the_files_the_chart_points_at() -> None:
+    values_path = REPO / "charts" / "userstream" / "values.yaml"
+    if not values_path.is_file():
+        pytest.skip("charts/userstream is not in this checkout")
+    streaming = _yaml(values_path)["streaming"]
+    dockerfile = (REPO / "images" / "spark" / "Dockerfile").read_text(encoding="utf-8")
+    app = streaming["mainApplicationFile"].removeprefix("local://")
+    assert app == "/opt/userstream/spark-apps/users_stream.py"
+    assert "COPY spark-apps/ /opt/userstream/spark-apps/" in dockerfile
+    jmx = streaming.get("metrics", {}).get("jmxExporterJar")
+    if jmx:
+        assert f" {jmx}\n" in dockerfile, f"images/spark/Dockerfile must copy the JMX exporter to {jmx}"
+    assert str(streaming["runAsUser"]) == "185", "the official Spark image's spark user"
