@@ -110,3 +110,88 @@ crds: install ## Fetch the operators' CRDs for the chart tests into .cache/crds 
 .PHONY: chart-test
 chart-test: tools ## Chart tier: helm lint/template of charts/userstream, validated against Kubernetes and CRD schemas
 	$(PY) -m pytest -m chart $(PYTEST_ARGS)
+
+##@ Kubernetes
+
+# kind cluster and images (override on the command line: make deploy KIND_CLUSTER=demo)
+KIND ?= kind
+DOCKER ?= docker
+SKAFFOLD ?= skaffold
+KIND_CLUSTER ?= userstream
+KIND_CONFIG ?= k8s/kind-config.yaml
+K8S_NAMESPACE ?= userstream
+CHART_VALUES ?= charts/userstream/ci/kind-values.yaml
+# Images are tagged with the project version, which the chart, the Airflow values and the DAGs use
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+K8S_IMAGES := ingest spark airflow
+DEPLOY_TIMEOUT ?= 20m
+KIND_CONTEXT = kind-$(KIND_CLUSTER)
+K8S_ENV = HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) KUBE_CONTEXT=$(KIND_CONTEXT)
+
+.PHONY: k8s-bin
+k8s-bin: install
+	@test -x $(HELM) -a -x $(KUBECTL) || $(PY) k8s/tools/install_tools.py bin
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster KIND_CLUSTER from k8s/kind-config.yaml (does nothing if it exists)
+	@command -v $(KIND) >/dev/null || { echo "error: $(KIND) not found: install kind (docs/kubernetes.md)"; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "error: no container engine: '$(DOCKER) info' fails"; exit 1; }
+	@if $(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+	  echo "kind cluster $(KIND_CLUSTER) already exists (context $(KIND_CONTEXT))"; \
+	else \
+	  $(KIND) create cluster --name $(KIND_CLUSTER) --config $(KIND_CONFIG) --wait 180s; \
+	fi
+	@echo "next: make deploy    (images, platform operators, Airflow and the userstream chart)"
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster KIND_CLUSTER and everything in it
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	@echo "next: make kind-up to start again"
+
+.PHONY: images
+images: ## Build the userstream-ingest, -spark and -airflow images, tagged IMAGE_TAG
+	@for image in $(K8S_IMAGES); do \
+	  echo "== userstream-$$image:$(IMAGE_TAG)"; \
+	  $(DOCKER) build -f images/$$image/Dockerfile -t userstream-$$image:$(IMAGE_TAG) . || exit 1; \
+	done
+	@echo "next: make kind-load (into kind) or push them to your registry"
+
+.PHONY: kind-load
+kind-load: ## Load the built images into the kind nodes
+	@for image in $(K8S_IMAGES); do \
+	  $(KIND) load docker-image userstream-$$image:$(IMAGE_TAG) --name $(KIND_CLUSTER) || exit 1; \
+	done
+	@echo "next: make deploy"
+
+.PHONY: platform
+platform: k8s-bin ## Install the operators and Airflow (k8s/platform/install.sh) into the current cluster
+	$(K8S_ENV) bash k8s/platform/install.sh
+
+.PHONY: deploy
+deploy: kind-up images kind-load platform ## Everything on kind: cluster, images, operators, Airflow, the userstream chart
+	$(HELM) upgrade --install userstream charts/userstream --kube-context $(KIND_CONTEXT) \
+	  --namespace $(K8S_NAMESPACE) --create-namespace -f $(CHART_VALUES) \
+	  --set image.ingest.tag=$(IMAGE_TAG) --set image.spark.tag=$(IMAGE_TAG) \
+	  --wait --timeout $(DEPLOY_TIMEOUT)
+	@echo "next: make status; Airflow UI at http://localhost:8080 (or"
+	@echo "      kubectl -n $(K8S_NAMESPACE) port-forward svc/airflow-api-server 8080:8080); trigger DAG users_ingest"
+
+.PHONY: undeploy
+undeploy: k8s-bin ## Uninstall the userstream and airflow releases (operators stay; make kind-down removes all)
+	-$(HELM) uninstall userstream --kube-context $(KIND_CONTEXT) --namespace $(K8S_NAMESPACE) --wait
+	-$(HELM) uninstall airflow --kube-context $(KIND_CONTEXT) --namespace $(K8S_NAMESPACE) --wait
+	@echo "next: make deploy to install again, or make kind-down"
+
+.PHONY: dev
+dev: kind-up platform ## skaffold dev loop on kind: rebuild and redeploy on every change (Ctrl-C stops)
+	@command -v $(SKAFFOLD) >/dev/null || { echo "error: $(SKAFFOLD) not found: install skaffold (docs/kubernetes.md)"; exit 1; }
+	PATH="$(abspath $(dir $(HELM))):$$PATH" $(SKAFFOLD) dev -p kind,dev --kube-context $(KIND_CONTEXT)
+
+.PHONY: status
+status: k8s-bin ## SparkApplication state, the stream's Kafka lag and the rows in Cassandra
+	@KUBECTL=$(KUBECTL) KUBE_CONTEXT=$(KIND_CONTEXT) NAMESPACE=$(K8S_NAMESPACE) bash k8s/status.sh
+
+.PHONY: e2e
+e2e: install k8s-bin ## e2e tier: kind cluster, images, platform, chart, a DAG run, rows in Cassandra
+	$(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+	@echo "next: make status (the cluster is kept: E2E_KEEP_CLUSTER=0 deletes it), make kind-down"
