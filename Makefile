@@ -193,5 +193,5 @@ status: k8s-bin ## SparkApplication state, the stream's Kafka lag and the rows i
 
 .PHONY: e2e
 e2e: install k8s-bin ## e2e tier: kind cluster, images, platform, chart, a DAG run, rows in Cassandra
-	$(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+	HELM=$(HELM) KUBECTL=$(KUBECTL) $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 	@echo "next: PYTEST_ARGS=--keep-cluster keeps the cluster (userstream-e2e) for kubectl; see docs/kubernetes.md"

@@ -53,7 +53,10 @@ def tools(request: pytest.FixtureRequest) -> dict[str, str]:
     found = {
         "kind": _which(request.config.getoption("kind_bin"), "kind"),
         "kubectl": _which(
-            request.config.getoption("kind_kubectl_bin"), str(REPO / ".cache/bin/kubectl"), "kubectl"
+            request.config.getoption("kind_kubectl_bin"),
+            os.environ.get("KUBECTL"),
+            str(REPO / ".cache/bin/kubectl"),
+            "kubectl",
         ),
         "helm": _which(os.environ.get("HELM"), str(REPO / ".cache/bin/helm"), "helm"),
     }
