@@ -1,0 +1,243 @@
+"""Cassandra: the idempotent migration and the executor-side sink of the stream.
+
+The keyspace (replication from ``cassandra_replication``) and the table (DDL derived from the
+contract) are created with ``IF NOT EXISTS``; columns the contract gained since are added with
+``ALTER TABLE``, so the migration can run at every start.
+
+The sink runs inside Spark executors (``mapPartitions`` inside ``foreachBatch``): each Python
+worker keeps one driver session and prepared statement per configuration, inserts a partition's
+rows with bounded concurrency (``execute_concurrent_with_args``) and retries failed rows with
+backoff. An insert is an upsert by ``id``, so a replayed micro-batch rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from userstream import contract
+from userstream.errors import UserstreamError
+from userstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class CassandraError(UserstreamError):
+    """Cassandra could not be reached or refused a write after every retry."""
+
+
+@dataclass(frozen=True)
+class CassandraConfig:
+    """What an executor needs to write (plain values: pickled into every task)."""
+
+    contact_points: tuple[str, ...]
+    port: int
+    local_dc: str
+    keyspace: str
+    table: str
+    username: str | None = None
+    password: str | None = None
+    concurrency: int = 64
+    retries: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CassandraConfig:
+        return cls(
+            contact_points=tuple(settings.cassandra_contact_points),
+            port=settings.cassandra_port,
+            local_dc=settings.cassandra_local_dc,
+            keyspace=settings.cassandra_keyspace,
+            table=settings.cassandra_table,
+            username=settings.cassandra_username,
+            password=settings.cassandra_password.get_secret_value() if settings.cassandra_password else None,
+            concurrency=settings.cassandra_write_concurrency,
+            retries=settings.stream_write_retries,
+        )
+
+
+def connect(config: CassandraConfig, keyspace: str | None = None) -> tuple[Any, Any]:
+    """A (Cluster, Session) pair; the caller shuts the cluster down."""
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    for noisy in ("cassandra.cluster", "cassandra.connection", "cassandra.pool"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=config.local_dc)),
+        request_timeout=30,
+    )
+    auth = PlainTextAuthProvider(config.username, config.password) if config.username else None
+    cluster = Cluster(
+        list(config.contact_points),
+        port=config.port,
+        auth_provider=auth,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        protocol_version=5,
+        connect_timeout=15,
+    )
+    try:
+        session = cluster.connect(keyspace)
+    except Exception as exc:
+        cluster.shutdown()
+        hosts = ",".join(config.contact_points)
+        raise CassandraError(
+            f"cannot connect to Cassandra at {hosts}:{config.port} ({exc}); check "
+            "USERSTREAM_CASSANDRA_CONTACT_POINTS or start the local stack with `userstream local up`"
+        ) from None
+    return cluster, session
+
+
+def migrate(settings: Settings) -> list[str]:
+    """Create the keyspace and table if missing and add new contract columns; returns the CQL run."""
+    config = CassandraConfig.from_settings(settings)
+    definition = contract.table_definition()
+    cluster, session = connect(config)
+    executed: list[str] = []
+    try:
+        for statement in (
+            contract.create_keyspace_cql(config.keyspace, settings.replication),
+            contract.create_table_cql(config.keyspace, config.table),
+        ):
+            session.execute(statement, timeout=60)
+            executed.append(statement)
+        rows = session.execute(
+            "SELECT column_name, type FROM system_schema.columns "
+            "WHERE keyspace_name = %s AND table_name = %s",
+            (config.keyspace, config.table),
+        )
+        existing = {row.column_name: row.type for row in rows}
+        for column in definition.columns:
+            if column.name not in existing:
+                statement = (
+                    f"ALTER TABLE {config.keyspace}.{config.table} ADD {column.name} {column.cql_type}"
+                )
+                session.execute(statement, timeout=60)
+                executed.append(statement)
+            elif existing[column.name] != column.cql_type:
+                raise CassandraError(
+                    f"{config.keyspace}.{config.table}.{column.name} is {existing[column.name]} in "
+                    "Cassandra but "
+                    f"{column.cql_type} in the contract: a type change needs a new table version"
+                )
+        cluster.control_connection.wait_for_schema_agreement()
+    finally:
+        cluster.shutdown()
+    return executed
+
+
+# --- executor side ------------------------------------------------------------------------------
+_sessions: dict[CassandraConfig, tuple[Any, Any, Any]] = {}
+_sessions_lock = threading.Lock()
+_TIMESTAMP_COLUMNS = frozenset(c.name for c in contract.table_definition().columns if c.type == "timestamp")
+_UUID_COLUMNS = frozenset(c.name for c in contract.table_definition().columns if c.type == "uuid")
+
+
+def _session_for(config: CassandraConfig) -> tuple[Any, Any]:
+    """One session and prepared insert per Python worker and configuration (reused across tasks)."""
+    with _sessions_lock:
+        cached = _sessions.get(config)
+        if cached is None:
+            cluster, session = connect(config)
+            prepared = session.prepare(contract.insert_cql(config.keyspace, config.table))
+            cached = (cluster, session, prepared)
+            _sessions[config] = cached
+        return cached[1], cached[2]
+
+
+def shutdown_sessions() -> None:
+    with _sessions_lock:
+        for cluster, _, _ in _sessions.values():
+            cluster.shutdown()
+        _sessions.clear()
+
+
+def _utc(value: datetime) -> datetime:
+    # pyspark hands timestamps over as naive local times; make the instant explicit
+    return value.astimezone(UTC) if value.tzinfo is None else value
+
+
+def to_parameters(row: Any, names: Sequence[str]) -> tuple[Any, ...]:
+    values = []
+    for name in names:
+        value = row[name]
+        if value is not None:
+            if name in _UUID_COLUMNS:
+                value = uuid.UUID(value)
+            elif name in _TIMESTAMP_COLUMNS:
+                value = _utc(value)
+        values.append(value)
+    return tuple(values)
+
+
+def write_rows(
+    session: Any, prepared: Any, parameters: list[tuple[Any, ...]], concurrency: int, retries: int
+) -> int:
+    """Insert rows with bounded concurrency; retry the failed ones; raise when some never succeed."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    pending = parameters
+    for attempt in range(retries + 1):
+        results = execute_concurrent_with_args(
+            session, prepared, pending, concurrency=concurrency, raise_on_first_error=False
+        )
+        failed = [(params, result) for params, (ok, result) in zip(pending, results, strict=True) if not ok]
+        if not failed:
+            return len(parameters)
+        pending = [params for params, _ in failed]
+        if attempt < retries:
+            delay = min(0.2 * 2**attempt, 10.0)
+            log.warning(
+                "%d Cassandra writes failed (%s); retrying in %.1fs", len(pending), failed[0][1], delay
+            )
+            time.sleep(delay)
+    raise CassandraError(
+        f"{len(pending)} Cassandra writes failed after {retries + 1} attempts: {failed[0][1]}"
+    )
+
+
+def partition_writer(config: CassandraConfig, chunk: int = 2_000) -> Any:
+    """A ``mapPartitions`` function: writes a partition's rows and yields how many it stored."""
+    names = contract.table_definition().column_names
+
+    def write_partition(rows: Iterable[Any]) -> Iterator[int]:
+        session, prepared = _session_for(config)
+        stored = 0
+        buffer: list[tuple[Any, ...]] = []
+        for row in rows:
+            buffer.append(to_parameters(row, names))
+            if len(buffer) >= chunk:
+                stored += write_rows(session, prepared, buffer, config.concurrency, config.retries)
+                buffer = []
+        if buffer:
+            stored += write_rows(session, prepared, buffer, config.concurrency, config.retries)
+        yield stored
+
+    return write_partition
+
+
+# --- reading back (run summary, tests, benchmark) --------------------------------------------
+def existing_ids(
+    session: Any, config: CassandraConfig, ids: Iterable[uuid.UUID], concurrency: int = 64
+) -> set[uuid.UUID]:
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    statement = session.prepare(f"SELECT id FROM {config.keyspace}.{config.table} WHERE id = ?")  # noqa: S608
+    wanted = [(value,) for value in ids]
+    found: set[uuid.UUID] = set()
+    for ok, result in execute_concurrent_with_args(session, statement, wanted, concurrency=concurrency):
+        if ok:
+            found.update(row.id for row in result)
+    return found
+
+
+def count_rows(session: Any, config: CassandraConfig) -> int:
+    query = f"SELECT count(*) FROM {config.keyspace}.{config.table}"  # noqa: S608
+    row = session.execute(query, timeout=120).one()
+    return int(row[0])

@@ -1,0 +1,127 @@
+"""Data-path commands: ``ingest``, ``cassandra migrate``, ``stream`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from userstream.settings import load_settings
+
+
+def _quiet_clients() -> None:
+    for name in ("kafka", "cassandra", "py4j"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return number
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return number
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ingest = subparsers.add_parser(
+        "ingest", help="fetch users, stage them in PostgreSQL and publish them to Kafka"
+    )
+    ingest.add_argument("--source", choices=["synthetic", "randomuser"], help="default: USERSTREAM_SOURCE")
+    ingest.add_argument("--records", type=_positive, help="default: USERSTREAM_INGEST_RECORDS")
+    ingest.add_argument(
+        "--batch-size", type=_positive, help="default: USERSTREAM_INGEST_BATCH_SIZE (max 5000)"
+    )
+    ingest.add_argument(
+        "--stage-only",
+        action="store_true",
+        help="stop after staging (leaves what a crash before publishing leaves; the next run publishes it)",
+    )
+    ingest.set_defaults(func=_ingest)
+
+    cassandra = subparsers.add_parser("cassandra", help="Cassandra schema")
+    cassandra_commands = cassandra.add_subparsers(dest="cassandra_command", metavar="COMMAND", required=True)
+    migrate = cassandra_commands.add_parser(
+        "migrate", help="create the keyspace (configured replication) and the table; idempotent"
+    )
+    migrate.set_defaults(func=_migrate)
+
+    stream = subparsers.add_parser(
+        "stream", help="run the streaming app (Kafka -> Cassandra), forever by default"
+    )
+    stream.add_argument(
+        "--until-idle", type=_seconds, metavar="SECONDS", help="stop after this long without input"
+    )
+    stream.add_argument("--max-seconds", type=_seconds, metavar="SECONDS", help="stop after this long")
+    stream.add_argument("--no-migrate", action="store_true", help="do not create the Cassandra table first")
+    stream.set_defaults(func=_stream)
+
+    run = subparsers.add_parser(
+        "run", help="migrate, ingest N synthetic users, stream until processed, reconcile the counts"
+    )
+    run.add_argument("--records", type=_positive, default=10_000, help="users to ingest (default 10000)")
+    run.add_argument("--batch-size", type=_positive, help="default: USERSTREAM_INGEST_BATCH_SIZE")
+    run.add_argument("--timeout", type=_seconds, default=900.0, help="longest the stream may take (s)")
+    run.set_defaults(func=_run)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from userstream.ingest import ingest
+    from userstream.sources import build_source
+
+    settings = load_settings()
+    _quiet_clients()
+    summary = ingest(
+        settings,
+        source=build_source(settings, args.source),
+        records=args.records,
+        batch_size=args.batch_size,
+        publish=not args.stage_only,
+        echo=print,
+    )
+    print("ingest summary:")
+    for line in summary.lines():
+        print(f"  {line}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from userstream.cassandra_store import migrate
+
+    settings = load_settings()
+    _quiet_clients()
+    for statement in migrate(settings):
+        print(f"{statement};")
+    print(f"Cassandra {settings.cassandra_keyspace}.{settings.cassandra_table} is up to date")
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from userstream.cassandra_store import migrate
+    from userstream.streaming import run_stream
+
+    settings = load_settings()
+    _quiet_clients()
+    if not args.no_migrate:
+        migrate(settings)
+    totals = run_stream(settings, until_idle=args.until_idle, max_seconds=args.max_seconds)
+    print(
+        f"stream stopped: {len(totals.batches)} micro-batches, rows in {totals.rows_in}, "
+        f"stored {totals.stored}, dead-lettered {totals.dead_lettered}"
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from userstream.pipeline_run import run_pipeline
+
+    settings = load_settings()
+    _quiet_clients()
+    summary = run_pipeline(settings, args.records, batch_size=args.batch_size, timeout_s=args.timeout)
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.reconciliation.ok else 1

@@ -1,0 +1,291 @@
+"""The streaming query: Kafka -> parse/validate/flatten -> Cassandra, rejects -> dead-letter topic.
+
+Each micro-batch (``foreachBatch``) is persisted once, its dead letters are written to the
+dead-letter topic with Spark's Kafka batch sink, and its valid rows are upserted into Cassandra
+from the executors; only then does Spark commit the batch to the checkpoint. A crash anywhere in
+between replays the batch from the checkpoint: dead letters may repeat, rows are rewritten with
+the same ids, nothing is lost. A query that fails stops the process with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from userstream import transforms
+from userstream.cassandra_store import CassandraConfig, partition_writer
+from userstream.errors import UserstreamError
+from userstream.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming.query import StreamingQuery
+
+log = logging.getLogger(__name__)
+APP_NAME = "userstream-users-stream"
+QUERY_NAME = "users_to_cassandra"
+
+
+class StreamError(UserstreamError):
+    """The streaming query failed; the checkpoint lets a restart resume where it stopped."""
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    batch_id: int
+    rows_in: int
+    stored: int
+    dead_lettered: int
+    seconds: float
+    reasons: dict[str, int]
+    finished_at: float
+
+
+@dataclass
+class StreamTotals:
+    batches: list[BatchStats] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, stats: BatchStats) -> None:
+        with self.lock:
+            self.batches.append(stats)
+
+    @property
+    def rows_in(self) -> int:
+        return sum(b.rows_in for b in self.batches)
+
+    @property
+    def stored(self) -> int:
+        return sum(b.stored for b in self.batches)
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(b.dead_lettered for b in self.batches)
+
+    def busy_seconds(self) -> float:
+        """Wall time from the start of the first batch with input to the end of the last one."""
+        active = [b for b in self.batches if b.rows_in]
+        if not active:
+            return 0.0
+        return max(b.finished_at for b in active) - min(b.finished_at - b.seconds for b in active)
+
+    def last_activity(self) -> float | None:
+        active = [b.finished_at for b in self.batches if b.rows_in]
+        return max(active) if active else None
+
+
+class BatchWriter:
+    """The ``foreachBatch`` function (runs on the driver, writes from the executors)."""
+
+    def __init__(self, settings: Settings, totals: StreamTotals | None = None) -> None:
+        self.settings = settings
+        self.cassandra = CassandraConfig.from_settings(settings)
+        self.kafka_options = {**settings.spark_kafka_options(), "kafka.acks": "all"}
+        self.totals = totals or StreamTotals()
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        began = time.monotonic()
+        parsed = transforms.parse(batch, self.settings.stream_max_record_bytes).persist()
+        try:
+            counts = {
+                row["reason"]: int(row["n"])
+                for row in parsed.groupBy(F.col(transforms.REASON).alias("reason"))
+                .agg(F.count(F.lit(1)).alias("n"))
+                .collect()
+            }
+            rows_in = sum(counts.values())
+            rejected = {reason: n for reason, n in counts.items() if reason is not None}
+            dead = sum(rejected.values())
+            if dead:
+                (
+                    transforms.dead_letter_sink_frame(transforms.dead_letters(parsed))
+                    .write.format("kafka")
+                    .options(**self.kafka_options)
+                    .option("topic", self.settings.kafka_dlq_topic)
+                    .save()
+                )
+            stored = 0
+            if counts.get(None):
+                valid = transforms.valid_rows(parsed)
+                stored = int(sum(valid.rdd.mapPartitions(partition_writer(self.cassandra)).collect()))
+        finally:
+            parsed.unpersist()
+        stats = BatchStats(batch_id, rows_in, stored, dead, time.monotonic() - began, rejected, time.time())
+        self.totals.add(stats)
+        if rows_in or batch_id % 50 == 0:
+            log.info(
+                "batch %d: rows in %d, stored %d, dead-lettered %d%s, latency %.2fs",
+                batch_id,
+                rows_in,
+                stored,
+                dead,
+                f" {rejected}" if rejected else "",
+                stats.seconds,
+            )
+
+
+def stream_session(settings: Settings) -> SparkSession:
+    """The app's SparkSession; local Python workers use this interpreter (it has userstream)."""
+    from userstream.spark_session import build_spark_session, launched_by_spark_submit
+
+    if not launched_by_spark_submit():
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    return build_spark_session(settings, APP_NAME)
+
+
+def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    reader = (
+        spark.readStream.format("kafka")
+        .options(**settings.spark_kafka_options())
+        .option("subscribe", settings.kafka_topic)
+        .option("startingOffsets", settings.stream_starting_offsets)
+        .option("includeHeaders", "false")
+    )
+    if settings.stream_max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.stream_max_offsets_per_trigger))
+    return reader.load()
+
+
+def start_query(
+    spark: SparkSession, settings: Settings, writer: BatchWriter, *, available_now: bool = False
+) -> StreamingQuery:
+    stream = kafka_stream(spark, settings)
+    builder = (
+        stream.writeStream.queryName(QUERY_NAME)
+        .foreachBatch(writer)
+        .option("checkpointLocation", settings.checkpoint_location)
+    )
+    builder = (
+        builder.trigger(availableNow=True)
+        if available_now
+        else builder.trigger(processingTime=settings.stream_trigger_interval)
+    )
+    query = builder.start()
+    log.info(
+        "streaming %s -> %s.%s (dead letters -> %s), checkpoint %s, trigger %s",
+        settings.kafka_topic,
+        settings.cassandra_keyspace,
+        settings.cassandra_table,
+        settings.kafka_dlq_topic,
+        settings.checkpoint_location,
+        "available-now" if available_now else settings.stream_trigger_interval,
+    )
+    return query
+
+
+def committed_offsets(query: StreamingQuery) -> dict[int, int] | None:
+    """Next offset per partition of the last completed batch (from the query's progress)."""
+    progress: Any = query.lastProgress
+    if not progress:
+        return None
+    sources = progress["sources"] if isinstance(progress, dict) else progress.sources
+    if not sources:
+        return None
+    source = sources[0]
+    end = source["endOffset"] if isinstance(source, dict) else source.endOffset
+    if isinstance(end, str):
+        try:
+            end = json.loads(end)
+        except ValueError:
+            end = ast.literal_eval(end)
+    if not end:
+        return None
+    offsets: dict[int, int] = {}
+    for partitions in end.values():
+        for partition, offset in partitions.items():
+            offsets[int(partition)] = int(offset)
+    return offsets
+
+
+def topic_end_offsets(settings: Settings) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options()
+    )
+    try:
+        partitions = consumer.partitions_for_topic(settings.kafka_topic) or set()
+        ends = consumer.end_offsets([TopicPartition(settings.kafka_topic, p) for p in partitions])
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
+    finally:
+        consumer.close()
+
+
+def caught_up(query: StreamingQuery, targets: dict[int, int]) -> bool:
+    done = committed_offsets(query) or {}
+    return all(done.get(partition, 0) >= offset for partition, offset in targets.items() if offset > 0)
+
+
+def run_stream(
+    settings: Settings,
+    *,
+    spark: SparkSession | None = None,
+    until_idle: float | None = None,
+    max_seconds: float | None = None,
+    stop_when: Callable[[StreamingQuery], bool] | None = None,
+    totals: StreamTotals | None = None,
+    poll_seconds: float = 0.5,
+) -> StreamTotals:
+    """Run the query until a stop condition (or forever); raise :class:`StreamError` if it fails.
+
+    ``until_idle``: stop after this many seconds without input rows (once something arrived,
+    or from the start when the topic is empty). ``max_seconds``: stop after this long.
+    ``stop_when``: stop when it returns True (checked after each poll). SIGTERM stops cleanly.
+    """
+    if spark is None:
+        spark = stream_session(settings)
+    writer = BatchWriter(settings, totals)
+    query = start_query(spark, settings, writer)
+    began = time.monotonic()
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    reason = "forever"
+    try:
+        while not stop.is_set():
+            if not query.isActive:
+                break
+            try:
+                query.awaitTermination(poll_seconds)  # type: ignore[arg-type]
+            except Exception:  # the query failed: reported below with its cause
+                break
+            now = time.monotonic()
+            if max_seconds is not None and now - began >= max_seconds:
+                reason = f"ran {max_seconds:g}s"
+                break
+            if until_idle is not None:
+                last = writer.totals.last_activity()
+                idle_since = began if last is None else max(began, now - (time.time() - last))
+                if now - idle_since >= until_idle and not query.status["isTriggerActive"]:
+                    reason = f"idle for {until_idle:g}s"
+                    break
+            if stop_when is not None and stop_when(query):
+                reason = "caught up"
+                break
+        else:
+            reason = "SIGTERM"
+        failure = query.exception()
+        if failure is not None:
+            raise StreamError(f"the streaming query failed: {str(failure).splitlines()[0][:500]}")
+        log.info("stopping the streaming query (%s)", reason)
+    finally:
+        if query.isActive:
+            query.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    failure = query.exception()
+    if failure is not None:
+        raise StreamError(f"the streaming query failed: {str(failure).splitlines()[0][:500]}")
+    return writer.totals
