@@ -97,6 +97,8 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
     if master is not None or not submitted:
         builder = builder.master(master or settings.spark_master)
     if not submitted:
+        # the driver binds to loopback; say so before the JVM starts, so it does not guess an address
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)
         jars = connector_jars(settings)

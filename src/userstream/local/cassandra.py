@@ -185,7 +185,7 @@ class CassandraServer(Component):
         ]
 
     def probe(self) -> str:
-        from cassandra.cluster import Cluster, NoHostAvailable
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
         from cassandra.policies import DCAwareRoundRobinPolicy
 
         for noisy in ("cassandra", "cassandra.cluster", "cassandra.connection", "cassandra.pool"):
@@ -193,7 +193,11 @@ class CassandraServer(Component):
         cluster = Cluster(
             [self.host],
             port=self.settings.cassandra_port,
-            load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=self.settings.cassandra_local_dc),
+            execution_profiles={
+                EXEC_PROFILE_DEFAULT: ExecutionProfile(
+                    load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=self.settings.cassandra_local_dc)
+                )
+            },
             connect_timeout=3,
             control_connection_timeout=3,
             protocol_version=5,

@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     commands = local.add_subparsers(dest="local_command", metavar="COMMAND", required=True)
 
-    fetch = commands.add_parser("fetch", help="resolve the Kafka, Cassandra and Spark connector jars (cached)")
+    fetch = commands.add_parser(
+        "fetch", help="resolve the Kafka, Cassandra and Spark connector jars (cached)"
+    )
     fetch.add_argument("--force", action="store_true", help="resolve again even if the cache is current")
     fetch.set_defaults(func=cmd_fetch)
 
@@ -120,7 +122,9 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     not_healthy = [s for s in stack.status() if not s.healthy]
     if not_healthy:
         names = ", ".join(f"{s.name} ({s.state})" for s in not_healthy)
-        print(f"userstream: the local stack is not healthy: {names}; run `userstream local up`", file=sys.stderr)
+        print(
+            f"userstream: the local stack is not healthy: {names}; run `userstream local up`", file=sys.stderr
+        )
         return 1
     run_smoke(settings)
     return 0

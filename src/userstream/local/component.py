@@ -75,7 +75,7 @@ class Component(ABC):
         """A string the server's command line contains (a path inside this stack's state dir)."""
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def check_prerequisites(self) -> None:
+    def check_prerequisites(self) -> None:  # noqa: B027 (optional hook)
         """Raise PrerequisiteError when something the machine must provide is missing."""
 
     @abstractmethod
@@ -95,7 +95,7 @@ class Component(ABC):
     def probe(self) -> str:
         """Make one real request; return the version the server reports. Raise NotReady if none."""
 
-    def after_ready(self) -> None:
+    def after_ready(self) -> None:  # noqa: B027 (optional hook)
         """Work that needs the server up (e.g. create a database); idempotent."""
 
     def likely_fix(self, log_text: str) -> str:

@@ -197,7 +197,9 @@ class KafkaServer(Component):
 
     def likely_fix(self, log_text: str) -> str:
         if "Address already in use" in log_text:
-            return "another program holds the Kafka port: stop it or change USERSTREAM_KAFKA_BOOTSTRAP_SERVERS"
+            return (
+                "another program holds the Kafka port: stop it or change USERSTREAM_KAFKA_BOOTSTRAP_SERVERS"
+            )
         if "Invalid cluster.id" in log_text or "inconsistent" in log_text.lower():
             return f"the storage in {self.data_dir} belongs to another cluster: remove {self.home} and retry"
         if "OutOfMemoryError" in log_text:

@@ -189,9 +189,10 @@ class PostgresServer(Component):
         """Create the role and database of USERSTREAM_POSTGRES_DSN (idempotent), then use them."""
         user, dbname = self.dsn["user"], self.dsn["dbname"]
         with self._connect(user=SUPERUSER, dbname="postgres") as conn:
-            if user != SUPERUSER and not conn.execute(
-                "select 1 from pg_roles where rolname = %s", (user,)
-            ).fetchone():
+            if (
+                user != SUPERUSER
+                and not conn.execute("select 1 from pg_roles where rolname = %s", (user,)).fetchone()
+            ):
                 conn.execute(f"create role {quote_ident(user)} login createdb")
             if not conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone():
                 conn.execute(f"create database {quote_ident(dbname)} owner {quote_ident(user)}")
@@ -202,5 +203,8 @@ class PostgresServer(Component):
         if "could not bind" in log_text or "Address already in use" in log_text:
             return "another program holds the PostgreSQL port: stop it or change USERSTREAM_POSTGRES_DSN"
         if "lock file" in log_text and "already exists" in log_text:
-            return f"a stale server still owns {self.data_dir}: stop it, or remove {self.data_dir}/postmaster.pid"
+            return (
+                f"a stale server still owns {self.data_dir}: stop it, "
+                f"or remove {self.data_dir / 'postmaster.pid'}"
+            )
         return super().likely_fix(log_text)

@@ -9,6 +9,7 @@ the kernel has since reused for another program is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -61,15 +62,34 @@ def write_pid_file(path: Path, record: PidRecord) -> None:
     tmp.replace(path)
 
 
-def cmdline(pid: int, proc: Path = PROC) -> list[str] | None:
-    """The argv of a live process, or None if it does not exist (or is a zombie)."""
+def process_state(pid: int, proc: Path = PROC) -> str | None:
+    """The one-letter state from /proc/<pid>/stat ('R', 'S', 'Z', ...), None if no such process."""
     try:
-        raw = (proc / str(pid) / "cmdline").read_bytes()
+        text = (proc / str(pid) / "stat").read_text()
     except OSError:
         return None
-    if not raw:
-        return None  # zombie or kernel thread
-    return [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0")]
+    _, _, rest = text.rpartition(")")
+    fields = rest.split()
+    return fields[0] if fields else None
+
+
+def cmdline(pid: int, proc: Path = PROC) -> list[str] | None:
+    """The argv of a live process, or None if it does not exist (or is a zombie).
+
+    A process that was just spawned can show an empty cmdline for a moment while it executes the
+    new program, so an empty one is read again for a short while before giving up.
+    """
+    for _ in range(20):
+        try:
+            raw = (proc / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            return None
+        if raw:
+            return [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0")]
+        if process_state(pid, proc) in (None, "Z", "X"):
+            return None  # gone, or a zombie waiting to be reaped
+        time.sleep(0.05)
+    return None  # a kernel thread, or nothing we could recognise
 
 
 def is_ours(record: PidRecord, proc: Path = PROC) -> bool:
@@ -156,10 +176,8 @@ def wait_gone(pid: int, timeout_s: float, proc: Path = PROC) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if the process is our own child (avoids a zombie)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def stop(record: PidRecord, *, stop_signal: int = signal.SIGTERM, timeout_s: float = 30.0) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 from userstream.errors import UserstreamError
 from userstream.settings import Settings
 
+SMOKE_KEYSPACE = "userstream_smoke"
+
 
 class SmokeFailure(UserstreamError):
     """A step of the smoke test got an answer, but not the expected one."""
@@ -60,9 +62,13 @@ def run_smoke(settings: Settings, *, echo: Callable[[str], None] = print) -> Non
                 consumer_timeout_ms=20_000,
                 **kafka_options,
             )
-            received = [m for m in consumer if m.key == key.encode()][:1]
+            received = None
+            for message in consumer:
+                if message.key == key.encode():
+                    received = message
+                    break
             consumer.close()
-            if not received or received[0].value.decode() != value:
+            if received is None or received.value.decode() != value:
                 raise SmokeFailure(f"the message sent to {topic} did not come back from Kafka")
             info["result"] = f"key {key}"
 
@@ -83,7 +89,9 @@ def _postgres_round_trip(settings: Settings, echo: Callable[[str], None], key: s
 
     with (
         _step(echo, "PostgreSQL: staged a row and read it back") as info,
-        psycopg.connect(settings.postgres_dsn.get_secret_value(), autocommit=True, connect_timeout=10) as conn,
+        psycopg.connect(
+            settings.postgres_dsn.get_secret_value(), autocommit=True, connect_timeout=10
+        ) as conn,
     ):
         conn.execute(
             "create table if not exists local_smoke "
@@ -99,14 +107,18 @@ def _postgres_round_trip(settings: Settings, echo: Callable[[str], None], key: s
 
 
 def _cassandra_round_trip(settings: Settings, echo: Callable[[str], None], key: str, value: str) -> None:
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy
 
-    keyspace = "userstream_smoke"
+    keyspace = SMOKE_KEYSPACE
     cluster = Cluster(
         settings.cassandra_contact_points,
         port=settings.cassandra_port,
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc),
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(
+                load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)
+            )
+        },
         protocol_version=5,
     )
     try:
@@ -120,9 +132,11 @@ def _cassandra_round_trip(settings: Settings, echo: Callable[[str], None], key: 
                 f"create table if not exists {keyspace}.round_trip (id text primary key, payload text)",
                 timeout=30,
             )
-            session.execute(f"insert into {keyspace}.round_trip (id, payload) values (%s, %s)", (key, value))
-            row = session.execute(f"select payload from {keyspace}.round_trip where id = %s", (key,)).one()
-            session.execute(f"delete from {keyspace}.round_trip where id = %s", (key,))
+            # the keyspace name is a constant of this module; the values are bound parameters
+            table = f"{keyspace}.round_trip"
+            session.execute(f"insert into {table} (id, payload) values (%s, %s)", (key, value))  # noqa: S608
+            row = session.execute(f"select payload from {table} where id = %s", (key,)).one()  # noqa: S608
+            session.execute(f"delete from {table} where id = %s", (key,))  # noqa: S608
             if row is None or row.payload != value:
                 raise SmokeFailure("the row written to Cassandra did not read back equal")
             release = session.execute("select release_version from system.local").one()

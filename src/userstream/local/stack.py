@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from userstream.errors import UserstreamError
@@ -61,7 +61,11 @@ def format_status(statuses: Sequence[ComponentStatus]) -> str:
     headers = ("COMPONENT", "STATE", "ADDRESS", "VERSION", "PID", "STARTED", "MEMORY (RSS)")
     rows = []
     for status in statuses:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.started_at)) if status.started_at else "-"
+        started = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.started_at))
+            if status.started_at
+            else "-"
+        )
         rows.append(
             (
                 status.name,
@@ -107,7 +111,9 @@ class LocalStack:
 
     # --- status --------------------------------------------------------------------------------
     def status_of(self, component: Component) -> ComponentStatus:
-        base = {"name": component.name, "address": component.address, "version": component.version}
+        status = ComponentStatus(
+            name=component.name, address=component.address, version=component.version, state=STOPPED
+        )
         record = component.record()
         if record is None or not processes.is_ours(record):
             detail = ""
@@ -116,19 +122,21 @@ class LocalStack:
             busy = [p for p in component.ports() if processes.port_in_use(p.host, p.port)]
             if busy:
                 owner = processes.port_owner(busy[0].port)
-                detail = f"port {busy[0].port} is in use by another program" + (f" ({owner})" if owner else "")
-            return ComponentStatus(state=STOPPED, detail=detail, **base)
-        running = {
-            "pid": record.pid,
-            "started_at": record.started_at,
-            "rss_bytes": processes.tree_rss_bytes(record.pid),
-        }
+                detail = f"port {busy[0].port} is in use by another program" + (
+                    f" ({owner})" if owner else ""
+                )
+            return replace(status, detail=detail)
+        status = replace(
+            status,
+            pid=record.pid,
+            started_at=record.started_at,
+            rss_bytes=processes.tree_rss_bytes(record.pid),
+        )
         try:
             reported = component.probe()
         except NotReady as exc:
-            return ComponentStatus(state=UNHEALTHY, detail=f"running but not answering: {exc}", **base, **running)
-        base["version"] = reported
-        return ComponentStatus(state=HEALTHY, **base, **running)
+            return replace(status, state=UNHEALTHY, detail=f"running but not answering: {exc}")
+        return replace(status, state=HEALTHY, version=reported)
 
     def status(self) -> list[ComponentStatus]:
         return [self.status_of(self.components[name]) for name in COMPONENT_NAMES]
@@ -205,9 +213,7 @@ class LocalStack:
             with lock:
                 outcomes[component.name] = outcome
 
-        threads = [
-            threading.Thread(target=stop, args=(self.component(name),), daemon=True) for name in names
-        ]
+        threads = [threading.Thread(target=stop, args=(self.component(name),), daemon=True) for name in names]
         for thread in threads:
             thread.start()
         for thread in threads:
