@@ -1,0 +1,71 @@
+"""Helpers shared by the pipeline integration tests (real Kafka, Cassandra, PostgreSQL, Spark)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from userstream import cassandra_store
+from userstream.cassandra_store import CassandraConfig
+from userstream.settings import ENV_PREFIX, Settings
+
+# Spark's Python workers must import userstream: use this interpreter for them
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def isolated(settings: Settings, suffix: str, checkpoint_root: Path, **extra: Any) -> Settings:
+    """Settings with this test's own topics, keyspace, staging schema and checkpoint."""
+    update: dict[str, Any] = {
+        "kafka_topic": f"users_{suffix}",
+        "kafka_dlq_topic": f"users_{suffix}.dlq",
+        "kafka_topic_partitions": 2,
+        "cassandra_keyspace": f"ks_{suffix}",
+        "staging_schema": f"stage_{suffix}",
+        "checkpoint_location": str(checkpoint_root / f"ckpt_{suffix}"),
+        "stream_trigger_interval": "1 second",
+        "synthetic_seed": int(uuid.uuid4().int % 1_000_000),
+        **extra,
+    }
+    return settings.model_copy(update=update)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``load_settings()`` in a subprocess equal ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(str(item) for item in value)
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    env["PYSPARK_PYTHON"] = sys.executable
+    return env
+
+
+def table_ids(settings: Settings) -> list[uuid.UUID]:
+    config = CassandraConfig.from_settings(settings)
+    cluster, session = cassandra_store.connect(config)
+    try:
+        rows = session.execute(f"SELECT id FROM {config.keyspace}.{config.table}", timeout=120)
+        return [row.id for row in rows]
+    finally:
+        cluster.shutdown()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
