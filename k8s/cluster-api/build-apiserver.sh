@@ -29,7 +29,12 @@ if [[ ${FORCE:-0} != 1 && -x $out ]] && [[ $("$out" --version 2>/dev/null) == "K
   exit 0
 fi
 
-command -v go >/dev/null || { echo "build-apiserver: 'go' not found: install Go >= 1.24" >&2; exit 1; }
+if ! command -v go >/dev/null; then
+  # APISERVER_OPTIONAL=1 (set by `make test`): no Go toolchain only means the cluster API tier skips.
+  echo "build-apiserver: 'go' not found: install Go >= 1.24 to build kube-apiserver" >&2
+  [[ ${APISERVER_OPTIONAL:-0} == 1 ]] && { echo "build-apiserver: skipped: the cluster API tier will skip" >&2; exit 0; }
+  exit 1
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kube-apiserver-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -161,8 +161,8 @@ class KubeApiServer:
         config = k8s.Configuration()
         config.host = self.url
         config.ssl_ca_cert = str(self.ca_file)
-        config.api_key = {"authorization": self.admin_token}
-        config.api_key_prefix = {"authorization": "Bearer"}
+        # the whole header value under the legacy key: read as-is by old and new client versions
+        config.api_key = {"authorization": f"Bearer {self.admin_token}"}
         return config
 
     def client(self, impersonate: str | None = None) -> k8s.ApiClient:
