@@ -165,6 +165,7 @@ class CassandraServer(Component):
             "-XX:+ParallelRefProcEnabled",
             "-XX:MaxTenuringThreshold=1",
             "-XX:MaxDirectMemorySize=256m",
+            "-XX:+ExitOnOutOfMemoryError",
             f"-javaagent:{self.jamm_jar()}",
             *module_access_flags(),
             "-Djdk.attach.allowAttachSelf=true",

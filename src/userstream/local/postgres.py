@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ def server_options(*, host: str, port: int) -> list[str]:
 class PostgresServer(Component):
     name = "postgres"
     start_timeout_s = 60.0
+    stop_signal = signal.SIGINT  # "fast" shutdown: ends open sessions instead of waiting for them
 
     @property
     def dsn(self) -> dict[str, Any]:
