@@ -12,12 +12,14 @@ from typing import Any
 
 import yaml
 from cluster_api import NAMESPACE, REPO_ROOT, kubernetes_version
+from kubernetes.dynamic import DynamicClient
 
 HELM = REPO_ROOT / ".cache" / "bin" / "helm"
 CHART = REPO_ROOT / "charts" / "userstream"
 CI_VALUES = CHART / "ci" / "kind-values.yaml"
 CRD_DIR = REPO_ROOT / ".cache" / "crds"
 RELEASE = "userstream"
+FIELD_MANAGER = "userstream-cluster-api-tier"
 
 # API groups of the operators' custom resources -> the folder of .cache/crds holding their CRDs
 OPERATOR_GROUPS = {
@@ -186,3 +188,19 @@ def bound_service_accounts(manifests: list[Manifest], name: str) -> list[tuple[s
 def service_account_user(namespace: str, name: str) -> str:
     """The user name a ServiceAccount authenticates as."""
     return f"system:serviceaccount:{namespace}:{name}"
+
+
+def server_side_apply(dynamic: DynamicClient, manifest: Manifest, dry_run: bool = False) -> None:
+    """Server-side apply ``manifest`` with strict field validation (``dry_run``: validate, store nothing)."""
+    resource = dynamic.resources.get(api_version=manifest.api_version, kind=manifest.kind)
+    namespace = manifest.body.get("metadata", {}).get("namespace", NAMESPACE) if resource.namespaced else None
+    dynamic.server_side_apply(
+        resource,
+        body=manifest.body,
+        namespace=namespace,
+        field_manager=FIELD_MANAGER,
+        force_conflicts=True,
+        # reject unknown or duplicate fields instead of silently dropping them
+        query_params=[("fieldValidation", "Strict")],
+        dry_run="All" if dry_run else None,
+    )

@@ -18,13 +18,17 @@ from cluster_api import (
     dynamic_client,
     running_kube_apiserver,
 )
-from cluster_manifests import Manifest, Outcome, missing_operator_crds, operator_crds, render_userstream_chart
+from cluster_manifests import (
+    Outcome,
+    missing_operator_crds,
+    operator_crds,
+    render_userstream_chart,
+    server_side_apply,
+)
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-FIELD_MANAGER = "userstream-cluster-api-tier"
 CRD_ESTABLISHED_TIMEOUT_S = 60.0
 
 
@@ -61,20 +65,6 @@ def userstream_namespace(api_client: k8s.ApiClient) -> str:
     return NAMESPACE
 
 
-def _server_side_apply(dynamic: DynamicClient, manifest: Manifest) -> None:
-    resource = dynamic.resources.get(api_version=manifest.api_version, kind=manifest.kind)
-    namespace = manifest.body.get("metadata", {}).get("namespace", NAMESPACE) if resource.namespaced else None
-    dynamic.server_side_apply(
-        resource,
-        body=manifest.body,
-        namespace=namespace,
-        field_manager=FIELD_MANAGER,
-        force_conflicts=True,
-        # reject unknown or duplicate fields instead of silently dropping them
-        query_params=[("fieldValidation", "Strict")],
-    )
-
-
 def _established(extensions: k8s.ApiextensionsV1Api, name: str) -> bool:
     crd = extensions.read_custom_resource_definition(name)
     conditions = (crd.status and crd.status.conditions) or []
@@ -93,7 +83,7 @@ def established_crds(kube_apiserver: KubeApiServer, api_client: k8s.ApiClient) -
     for crd in operator_crds():
         errors.setdefault(crd.source, [])
         try:
-            _server_side_apply(dynamic, crd)
+            server_side_apply(dynamic, crd)
             files[crd.name] = crd.source
         except ApiException as error:
             errors[crd.source].append(f"{crd.name}: {api_error_message(error)}")
@@ -125,7 +115,7 @@ def applied_chart(
     outcomes: dict[str, Outcome] = {}
     for manifest in loaded.manifests:
         try:
-            _server_side_apply(dynamic, manifest)
+            server_side_apply(dynamic, manifest)
             outcomes[manifest.id] = Outcome()
         except ResourceNotFoundError:
             skip = missing_operator_crds(manifest.group)

@@ -7,17 +7,24 @@ Nothing is scheduled: there is no kubelet, controller manager or operator behind
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from typing import Any
+
 import pytest
-from cluster_api import KubeApiServer, dynamic_client
+from cluster_api import KubeApiServer, api_error_message, dynamic_client
 from cluster_manifests import (
     CRDS_ABSENT,
     NAMESPACE,
     Loaded,
+    Manifest,
     Outcome,
     operator_crd_files,
     render_userstream_chart,
+    server_side_apply,
 )
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.cluster
 
@@ -72,3 +79,58 @@ def test_accepted_chart_objects_are_stored(
         namespace = manifest.body["metadata"].get("namespace", NAMESPACE) if resource.namespaced else None
         stored = resource.get(name=manifest.name, namespace=namespace)
         assert stored.metadata.uid, f"{manifest.id} has no uid"
+
+
+# The tier must be able to fail: mistakes of the kind a chart edit makes are rejected, not stored.
+def _mutated(kind: str, mutate: Callable[[dict[str, Any]], None]) -> Manifest:
+    if CHART.problem:
+        pytest.skip(CHART.problem)
+    original = next((m for m in CHART.manifests if m.kind == kind), None)
+    if original is None:
+        pytest.skip(f"the chart renders no {kind}")
+    body = copy.deepcopy(original.body)
+    mutate(body)
+    return Manifest(body=body, source=f"{original.id}, mutated")
+
+
+UNKNOWN_FIELD = ".spec.replicaz: field not declared in schema"
+
+
+def _misspell_spec_field(body: dict[str, Any]) -> None:
+    body["spec"]["replicaz"] = 3  # a typo of a real field
+
+
+def _wrong_type(body: dict[str, Any]) -> None:
+    body["spec"]["partitions"] = "three"
+
+
+def _bad_container_name(body: dict[str, Any]) -> None:
+    body["spec"]["template"]["spec"]["containers"][0]["name"] = "Not_A_DNS_Label"
+
+
+@pytest.mark.parametrize(
+    ("kind", "mutate", "expected"),
+    [
+        pytest.param("Kafka", _misspell_spec_field, UNKNOWN_FIELD, id="custom-unknown-field"),
+        pytest.param("KafkaTopic", _wrong_type, ".spec.partitions: expected numeric", id="custom-wrong-type"),
+        pytest.param("Job", _misspell_spec_field, UNKNOWN_FIELD, id="core-unknown-field"),
+        pytest.param("Job", _bad_container_name, "containers[0].name: Invalid value", id="core-invalid"),
+    ],
+)
+def test_mistakes_are_rejected(
+    kind: str,
+    mutate: Callable[[dict[str, Any]], None],
+    expected: str,
+    kube_apiserver: KubeApiServer,
+    api_client: k8s.ApiClient,
+    applied_chart: dict[str, Outcome],
+) -> None:
+    manifest = _mutated(kind, mutate)
+    dynamic = dynamic_client(api_client, kube_apiserver.work)
+    with pytest.raises(ApiException) as rejected:
+        server_side_apply(dynamic, manifest, dry_run=True)
+    message = api_error_message(rejected.value)
+    # server-side apply reports a patch that does not fit the schema as 500 "failed to create typed
+    # patch object"; the message says which field
+    assert rejected.value.status in {400, 422, 500}, message
+    assert expected in message, message

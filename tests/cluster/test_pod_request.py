@@ -9,6 +9,7 @@ nothing is stored, and no pod would run anyway (no kubelet).
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -115,3 +116,19 @@ def test_airflow_worker_cannot_launch_the_pod_elsewhere(
     with pytest.raises(ApiException) as rejected:
         _dry_run_create(airflow_worker_core, dag_pods["ingest"], namespace)
     assert rejected.value.status == 403, api_error_message(rejected.value)
+
+
+def test_pod_security_rejects_a_pod_without_the_dag_security_context(
+    dag_pods: dict[str, dict[str, Any]],
+    restricted_namespace: str,
+    airflow_worker_core: k8s.CoreV1Api,
+) -> None:
+    """The restricted namespace really enforces: the same pod, stripped of its security context, fails."""
+    pod = copy.deepcopy(dag_pods["ingest"])
+    del pod["spec"]["securityContext"]
+    for container in pod["spec"]["containers"]:
+        container.pop("securityContext", None)
+    with pytest.raises(ApiException) as rejected:
+        _dry_run_create(airflow_worker_core, pod, restricted_namespace)
+    assert rejected.value.status == 403, api_error_message(rejected.value)
+    assert f'violates PodSecurity "{POD_SECURITY_LEVEL}' in api_error_message(rejected.value)
