@@ -99,7 +99,10 @@ class Component(ABC):
         """Work that needs the server up (e.g. create a database); idempotent."""
 
     def likely_fix(self, log_text: str) -> str:
-        return f"read {self.log_file}; `userstream local down` then `userstream local up` retries"
+        return (
+            f"read {self.log_file}; `userstream local up` retries; if the local data is broken, "
+            f"`userstream local down {self.name} && rm -rf {self.home}` resets it"
+        )
 
     # --- state ---------------------------------------------------------------------------------
     def record(self) -> processes.PidRecord | None:
