@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -120,8 +121,20 @@ def _documents(text: str, source: str) -> list[Manifest]:
     ]
 
 
-def render_userstream_chart() -> Loaded:
-    """`helm template` of charts/userstream with the CI values, in install order."""
+def other_value_profiles() -> list[Path]:
+    """The chart's ci/ value files besides the kind profile (e.g. the cloud profile)."""
+    if not CI_VALUES.parent.is_dir():
+        return []
+    return sorted(p for p in CI_VALUES.parent.glob("*.yaml") if p != CI_VALUES)
+
+
+def profile_namespace(values: Path) -> str:
+    """Where a value profile other than kind's is installed: ``userstream-<profile>``."""
+    return f"{NAMESPACE}-{values.stem.removesuffix('-values')}"
+
+
+def render_userstream_chart(values: Path = CI_VALUES, namespace: str = NAMESPACE) -> Loaded:
+    """`helm template` of charts/userstream with a ci/ values file, in install order."""
     if not HELM.is_file():
         return Loaded([], f"helm not installed ({HELM.relative_to(REPO_ROOT)}): `make tools` installs it")
     if not (CHART / "Chart.yaml").is_file():
@@ -132,12 +145,12 @@ def render_userstream_chart() -> Loaded:
         RELEASE,
         str(CHART),
         "--namespace",
-        NAMESPACE,
+        namespace,
         "--kube-version",
         f"v{kubernetes_version()}",
     ]
-    if CI_VALUES.is_file():
-        argv += ["--values", str(CI_VALUES)]
+    if values.is_file():
+        argv += ["--values", str(values)]
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return Loaded([], f"`{' '.join(argv)}` failed:\n{result.stderr.strip()}", fatal=True)
@@ -190,10 +203,16 @@ def service_account_user(namespace: str, name: str) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
 
 
-def server_side_apply(dynamic: DynamicClient, manifest: Manifest, dry_run: bool = False) -> None:
-    """Server-side apply ``manifest`` with strict field validation (``dry_run``: validate, store nothing)."""
+def server_side_apply(
+    dynamic: DynamicClient, manifest: Manifest, namespace: str = NAMESPACE, dry_run: bool = False
+) -> None:
+    """Server-side apply ``manifest`` with strict field validation, in its own namespace or else
+    ``namespace`` (``dry_run``: validate, store nothing)."""
     resource = dynamic.resources.get(api_version=manifest.api_version, kind=manifest.kind)
-    namespace = manifest.body.get("metadata", {}).get("namespace", NAMESPACE) if resource.namespaced else None
+    if resource.namespaced:
+        namespace = manifest.body.get("metadata", {}).get("namespace") or namespace
+    else:
+        namespace = None
     dynamic.server_side_apply(
         resource,
         body=manifest.body,

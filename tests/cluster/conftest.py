@@ -19,9 +19,12 @@ from cluster_api import (
     running_kube_apiserver,
 )
 from cluster_manifests import (
+    Manifest,
     Outcome,
     missing_operator_crds,
     operator_crds,
+    other_value_profiles,
+    profile_namespace,
     render_userstream_chart,
     server_side_apply,
 )
@@ -50,19 +53,23 @@ def api_client(kube_apiserver: KubeApiServer) -> Iterator[k8s.ApiClient]:
         yield api_client
 
 
-@pytest.fixture(scope="session")
-def userstream_namespace(api_client: k8s.ApiClient) -> str:
-    """Namespace ``userstream`` plus its ``default`` service account.
+def create_namespace(api_client: k8s.ApiClient, name: str) -> str:
+    """A namespace plus its ``default`` ServiceAccount.
 
-    The ``default`` service account is normally created by kube-controller-manager, which this tier
-    does not run; the ServiceAccount admission plugin rejects pods whose service account is missing.
+    The ``default`` ServiceAccount is normally created by kube-controller-manager, which this tier
+    does not run; the ServiceAccount admission plugin rejects pods whose ServiceAccount is missing.
     """
     core = k8s.CoreV1Api(api_client)
-    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=NAMESPACE)))
-    core.create_namespaced_service_account(
-        NAMESPACE, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="default"))
-    )
-    return NAMESPACE
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    default_account = k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name="default"))
+    core.create_namespaced_service_account(name, default_account)
+    return name
+
+
+@pytest.fixture(scope="session")
+def userstream_namespace(api_client: k8s.ApiClient) -> str:
+    """Namespace ``userstream``, where the chart is applied with the kind profile."""
+    return create_namespace(api_client, NAMESPACE)
 
 
 def _established(extensions: k8s.ApiextensionsV1Api, name: str) -> bool:
@@ -111,11 +118,36 @@ def applied_chart(
     loaded = render_userstream_chart()
     if loaded.problem:
         return {}
+    return apply_all(kube_apiserver, api_client, loaded.manifests, userstream_namespace)
+
+
+@pytest.fixture(scope="session")
+def applied_profiles(
+    kube_apiserver: KubeApiServer, api_client: k8s.ApiClient, applied_chart: dict[str, Outcome]
+) -> dict[str, Outcome]:
+    """The chart with each other ci/ value profile, installed in its own namespace
+    (``userstream-<profile>``); outcomes by ``<values file>:Kind/name``."""
+    outcomes: dict[str, Outcome] = {}
+    for values in other_value_profiles():
+        namespace = profile_namespace(values)
+        loaded = render_userstream_chart(values, namespace)
+        if loaded.problem:
+            continue
+        create_namespace(api_client, namespace)
+        applied = apply_all(kube_apiserver, api_client, loaded.manifests, namespace)
+        outcomes.update({f"{values.name}:{object_id}": outcome for object_id, outcome in applied.items()})
+    return outcomes
+
+
+def apply_all(
+    kube_apiserver: KubeApiServer, api_client: k8s.ApiClient, manifests: list[Manifest], namespace: str
+) -> dict[str, Outcome]:
+    """Server-side apply each manifest in order; the outcome of each, by ``Kind/name``."""
     dynamic = dynamic_client(api_client, kube_apiserver.work)
     outcomes: dict[str, Outcome] = {}
-    for manifest in loaded.manifests:
+    for manifest in manifests:
         try:
-            server_side_apply(dynamic, manifest)
+            server_side_apply(dynamic, manifest, namespace)
             outcomes[manifest.id] = Outcome()
         except ResourceNotFoundError:
             skip = missing_operator_crds(manifest.group)

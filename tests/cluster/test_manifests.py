@@ -20,6 +20,8 @@ from cluster_manifests import (
     Manifest,
     Outcome,
     operator_crd_files,
+    other_value_profiles,
+    profile_namespace,
     render_userstream_chart,
     server_side_apply,
 )
@@ -30,6 +32,10 @@ pytestmark = pytest.mark.cluster
 
 CRD_FILES = operator_crd_files()
 CHART = render_userstream_chart()
+PROFILES = {
+    values.name: render_userstream_chart(values, profile_namespace(values))
+    for values in other_value_profiles()
+}
 
 
 def _params(loaded: Loaded) -> list[pytest.ParameterSet]:
@@ -63,6 +69,30 @@ def test_chart_object_is_accepted(object_id: str | None, applied_chart: dict[str
     if object_id is None:
         pytest.fail(CHART.problem or "chart did not render")
     _check(applied_chart.get(object_id), f"{object_id} (helm template userstream charts/userstream)")
+
+
+def _profile_params() -> list[pytest.ParameterSet]:
+    params = []
+    for name, loaded in PROFILES.items():
+        if loaded.problem is None:
+            params += [pytest.param(f"{name}:{m.id}", id=f"{name}:{m.id}") for m in loaded.manifests]
+        else:
+            params.append(pytest.param(f"{name}:", id=f"{name}:render"))
+    return params or [
+        pytest.param(None, id="none", marks=pytest.mark.skip(reason="no other ci/ value profile"))
+    ]
+
+
+@pytest.mark.parametrize("object_id", _profile_params())
+def test_chart_object_of_every_value_profile_is_accepted(
+    object_id: str | None, applied_profiles: dict[str, Outcome]
+) -> None:
+    """The chart with its other ci/ profiles (e.g. cloud-values.yaml), each in its own namespace."""
+    assert object_id is not None
+    profile = object_id.partition(":")[0]
+    if problem := PROFILES[profile].problem:
+        pytest.fail(problem)
+    _check(applied_profiles.get(object_id), f"{object_id} (helm template ... -f ci/{profile})")
 
 
 def test_accepted_chart_objects_are_stored(
