@@ -35,15 +35,29 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 CRD_ESTABLISHED_TIMEOUT_S = 60.0
 
 
+# The running servers' exit stacks: closed as soon as the last test of this directory is done, so
+# that etcd and kube-apiserver do not idle through the other tiers of the same session.
+_RUNNING: list[contextlib.ExitStack] = []
+
+
 @pytest.fixture(scope="session")
 def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
-    """etcd + kube-apiserver on loopback for the whole session; both stopped at the end."""
+    """etcd + kube-apiserver on loopback for this tier's tests; both stopped after its last test."""
     with contextlib.ExitStack() as stack:
         try:
             server = stack.enter_context(running_kube_apiserver(tmp_path_factory.mktemp("cluster-api")))
         except PrerequisiteMissing as missing:
             pytest.skip(str(missing))
+        _RUNNING.append(stack)
         yield server
+        if stack in _RUNNING:
+            _RUNNING.remove(stack)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if nextitem is None or nextitem.path.parent != item.path.parent:
+        while _RUNNING:
+            _RUNNING.pop().close()
 
 
 @pytest.fixture(scope="session")
