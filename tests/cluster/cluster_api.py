@@ -198,9 +198,15 @@ def etcd_argv(etcd: Path, data_dir: Path, client_port: int, peer_port: int) -> l
         f"--listen-peer-urls={peer_url}",
         f"--initial-advertise-peer-urls={peer_url}",
         f"--initial-cluster=userstream={peer_url}",
-        "--unsafe-no-fsync",  # throwaway data: spare the shared disk
         "--log-level=warn",
+        *_no_fsync(etcd),
     ]
+
+
+def _no_fsync(etcd: Path) -> list[str]:
+    """Throwaway data: skip fsync when this etcd can (3.5+; a distribution's 3.4 cannot)."""
+    usage = subprocess.run([str(etcd), "--help"], capture_output=True, text=True, check=False)
+    return ["--unsafe-no-fsync"] if "--unsafe-no-fsync" in usage.stdout + usage.stderr else []
 
 
 def apiserver_argv(work: Path, etcd_url: str, secure_port: int) -> list[str]:

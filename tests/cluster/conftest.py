@@ -55,7 +55,11 @@ def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApi
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    if nextitem is None or nextitem.path.parent != item.path.parent:
+    if not _RUNNING:
+        return
+    items = item.session.items
+    later = items[items.index(item) + 1 :] if item in items else []
+    if not any(other.path.parent == item.path.parent for other in later):
         while _RUNNING:
             _RUNNING.pop().close()
 
