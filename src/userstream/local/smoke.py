@@ -33,7 +33,7 @@ def run_smoke(settings: Settings, *, echo: Callable[[str], None] = print) -> Non
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    for noisy in ("kafka", "cassandra"):
+    for noisy in ("kafka", "cassandra", "py4j"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     suffix = uuid.uuid4().hex[:10]
     topic = f"userstream_smoke_{suffix}"

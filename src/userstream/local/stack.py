@@ -102,7 +102,7 @@ class LocalStack:
             return self.components[name]
         except KeyError:
             raise UserstreamError(
-                f"unknown component {name!r}: choose one of {', '.join(COMPONENT_NAMES)}"
+                f"unknown component {name!r}: choose one of {', '.join(self.components)}"
             ) from None
 
     # --- artifacts -----------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class LocalStack:
         return replace(status, state=HEALTHY, version=reported)
 
     def status(self) -> list[ComponentStatus]:
-        return [self.status_of(self.components[name]) for name in COMPONENT_NAMES]
+        return [self.status_of(component) for component in self.components.values()]
 
     # --- up ------------------------------------------------------------------------------------
     def check_prerequisites(self, names: Sequence[str]) -> None:
@@ -147,8 +147,9 @@ class LocalStack:
         for name in names:
             self.components[name].check_prerequisites()
 
-    def up(self, names: Sequence[str] = COMPONENT_NAMES) -> list[ComponentStatus]:
+    def up(self, names: Sequence[str] | None = None) -> list[ComponentStatus]:
         """Start what is not running; wait until every component answers; return their status."""
+        names = tuple(names) if names else tuple(self.components)
         for name in names:
             self.component(name)
         self.check_prerequisites(names)
@@ -203,8 +204,9 @@ class LocalStack:
         return [self.status_of(self.components[name]) for name in names]
 
     # --- down ----------------------------------------------------------------------------------
-    def down(self, names: Sequence[str] = COMPONENT_NAMES) -> dict[str, str]:
-        """Stop the named components (those this stack started); return what happened to each."""
+    def down(self, names: Sequence[str] | None = None) -> dict[str, str]:
+        """Stop the named components (default: all); return what happened to each."""
+        names = tuple(names) if names is not None else tuple(self.components)
         outcomes: dict[str, str] = {}
         lock = threading.Lock()
 
