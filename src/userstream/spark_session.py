@@ -18,6 +18,7 @@ sets the small SQL defaults.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,6 +100,8 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
     if not submitted:
         # the driver binds to loopback; say so before the JVM starts, so it does not guess an address
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # local Python workers run this interpreter, the one that has userstream installed
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)
         jars = connector_jars(settings)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -140,11 +138,9 @@ class BatchWriter:
 
 
 def stream_session(settings: Settings) -> SparkSession:
-    """The app's SparkSession; local Python workers use this interpreter (it has userstream)."""
-    from userstream.spark_session import build_spark_session, launched_by_spark_submit
+    """The app's SparkSession."""
+    from userstream.spark_session import build_spark_session
 
-    if not launched_by_spark_submit():
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return build_spark_session(settings, APP_NAME)
 
 

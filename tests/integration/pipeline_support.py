@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -15,9 +14,6 @@ from pydantic import SecretStr
 from userstream import cassandra_store
 from userstream.cassandra_store import CassandraConfig
 from userstream.settings import ENV_PREFIX, Settings
-
-# Spark's Python workers must import userstream: use this interpreter for them
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
 def isolated(settings: Settings, suffix: str, checkpoint_root: Path, **extra: Any) -> Settings:
@@ -48,7 +44,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         elif isinstance(value, list):
             value = ",".join(str(item) for item in value)
         env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    env["PYSPARK_PYTHON"] = sys.executable
     return env
 
 
