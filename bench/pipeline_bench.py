@@ -35,34 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from pydantic import SecretStr
 
 from userstream import cassandra_store, contract
 from userstream.cassandra_store import CassandraConfig
 from userstream.ids import record_id
 from userstream.publishing import encode_message, ensure_topics, producer_options
-from userstream.settings import ENV_PREFIX, Settings, load_settings
+from userstream.settings import Settings, load_settings, settings_env
 from userstream.sources.synthetic import generate
 
 BATCH_LINE = re.compile(
     r"^(?P<ts>\S+ \S+) INFO userstream\.streaming: batch \d+: rows in (?P<rows>\d+), stored (?P<stored>\d+), "
     r"dead-lettered (?P<dead>\d+).*latency (?P<latency>[\d.]+)s"
 )
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, list):
-            value = ",".join(str(item) for item in value)
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    env["PYSPARK_PYTHON"] = sys.executable
-    return env
 
 
 class PeakMemory:
@@ -169,7 +153,7 @@ def freshness(settings: Settings, rate: float, seconds: float, workdir: Path) ->
     command = [sys.executable, "-m", "userstream.cli", "stream", "--no-migrate", "--until-idle", "15"]
     log = workdir / "stream-freshness.log"
     with open(log, "wb") as out:
-        stream = subprocess.Popen(command, env=env_of(settings), stdout=out, stderr=subprocess.STDOUT)
+        stream = subprocess.Popen(command, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT)
         memory = PeakMemory(stream.pid)
         # wait until the query runs (its first, empty batches are logged)
         deadline = time.monotonic() + 180
@@ -260,7 +244,7 @@ def main() -> int:
     code, _, ingest_peak, output = run_measured(
         [sys.executable, "-m", "userstream.cli", "ingest", "--records", str(args.records),
          "--batch-size", str(args.batch_size)],
-        env_of(settings),
+        settings_env(settings),
         workdir / "ingest.log",
     )  # fmt: skip
     if code:
@@ -270,7 +254,7 @@ def main() -> int:
 
     code, _, stream_peak, output = run_measured(
         [sys.executable, "-m", "userstream.cli", "stream", "--no-migrate", "--until-idle", "10"],
-        env_of(settings),
+        settings_env(settings),
         workdir / "stream.log",
     )
     if code:

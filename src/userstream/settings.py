@@ -14,6 +14,7 @@ environment variable to fix.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -281,6 +282,25 @@ def replication_options(spec: str) -> dict[str, str]:
             options[dc.strip()] = str(int(rf))
         return options
     raise ValueError(f"{spec!r}: strategy must be SimpleStrategy or NetworkTopologyStrategy")
+
+
+def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment in which ``load_settings()`` (e.g. in a subprocess) equals ``settings``.
+
+    ``base`` (default: this process's environment) is copied without its ``USERSTREAM_*`` keys.
+    """
+    source = dict(os.environ) if base is None else base
+    env = {key: value for key, value in source.items() if not key.startswith(ENV_PREFIX)}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(str(item) for item in value)
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    return env
 
 
 def load_settings(**overrides: Any) -> Settings:

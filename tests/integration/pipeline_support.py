@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from userstream import cassandra_store
 from userstream.cassandra_store import CassandraConfig
-from userstream.settings import ENV_PREFIX, Settings
+from userstream.settings import Settings
 
 
 def isolated(settings: Settings, suffix: str, checkpoint_root: Path, **extra: Any) -> Settings:
@@ -30,21 +27,6 @@ def isolated(settings: Settings, suffix: str, checkpoint_root: Path, **extra: An
         **extra,
     }
     return settings.model_copy(update=update)
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes ``load_settings()`` in a subprocess equal ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, list):
-            value = ",".join(str(item) for item in value)
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    return env
 
 
 def table_ids(settings: Settings) -> list[uuid.UUID]:

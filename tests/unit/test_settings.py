@@ -78,3 +78,27 @@ def test_network_topology_replication() -> None:
     }
     with pytest.raises(ValueError, match="strategy"):
         replication_options("LocalStrategy:1")
+
+
+def test_settings_env_round_trips_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from userstream.settings import settings_env
+
+    original = load_settings(
+        kafka_bootstrap_servers="k1:1,k2:2",
+        kafka_topic="t1",
+        kafka_dlq_topic="t1.dlq",
+        cassandra_password="pw",
+        cassandra_username="u",
+        ingest_batch_size=77,
+    )
+    env = settings_env(original, base={"USERSTREAM_KAFKA_TOPIC": "stale", "PATH": "/bin"})
+    assert env["PATH"] == "/bin"
+    assert env["USERSTREAM_KAFKA_TOPIC"] == "t1"
+    assert env["USERSTREAM_CASSANDRA_PASSWORD"] == "pw"
+    for name in list(__import__("os").environ):
+        if name.startswith("USERSTREAM_"):
+            monkeypatch.delenv(name)
+    for key, value in env.items():
+        if key.startswith("USERSTREAM_"):
+            monkeypatch.setenv(key, value)
+    assert load_settings() == original
