@@ -7,9 +7,13 @@ reason when it truly is not; this file only counts outcomes per tier and prints 
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 
 import pytest
+
+# py4j logs "Closing down clientserver connection" from __del__ after pytest closed its streams
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 TIERS = ("unit", "chart", "integration", "cluster", "e2e")
 

@@ -9,9 +9,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
-    pyspark_sql = pytest.importorskip("pyspark.sql")
+    from pyspark.sql import SparkSession
+
     session = (
-        pyspark_sql.SparkSession.builder.master("local[1]")
+        SparkSession.builder.master("local[1]")
         .appName("userstream-unit")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "1")
