@@ -45,30 +45,13 @@ def judge(newest: datetime | None, now: datetime, max_age: timedelta, table: str
 
 def newest_processed_at(timeout_s: float) -> tuple[datetime | None, str]:
     """Query Cassandra with the userstream settings; return (newest processed_at, table name)."""
-    from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import Cluster
-    from cassandra.policies import DCAwareRoundRobinPolicy
-
+    from userstream.cassandra_store import CassandraConfig, connect
     from userstream.settings import load_settings
 
     settings = load_settings()
-    auth = None
-    if settings.cassandra_username and settings.cassandra_password:
-        auth = PlainTextAuthProvider(
-            username=settings.cassandra_username,
-            password=settings.cassandra_password.get_secret_value(),
-        )
     table = f"{settings.cassandra_keyspace}.{settings.cassandra_table}"
-    cluster = Cluster(
-        contact_points=settings.cassandra_contact_points,
-        port=settings.cassandra_port,
-        auth_provider=auth,
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc),
-        protocol_version=5,
-        connect_timeout=timeout_s,
-    )
+    cluster, session = connect(CassandraConfig.from_settings(settings))
     try:
-        session = cluster.connect()
         row = session.execute(f"SELECT max(processed_at) AS newest FROM {table}", timeout=timeout_s).one()  # noqa: S608 - names validated by Settings
         return (row.newest if row else None), table
     finally:

@@ -51,13 +51,9 @@ def log(msg: str) -> None:
 
 
 def read_versions() -> dict[str, str]:
-    versions = {}
-    for line in (ROOT / "versions.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            versions[key.strip()] = value.strip()
-    return versions
+    from userstream.versions import parse_versions
+
+    return parse_versions((ROOT / "versions.env").read_text(encoding="utf-8"))
 
 
 # --- helm and kubectl -------------------------------------------------------------------------

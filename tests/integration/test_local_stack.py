@@ -98,21 +98,10 @@ def test_postgres_dsn_reaches_the_userstream_database(stack_settings: Settings, 
 
 
 def test_cassandra_write_and_read(stack_settings: Settings, unique_names: str) -> None:
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy
+    from userstream.cassandra_store import CassandraConfig, connect
 
     keyspace = f"it_{unique_names}"
-    cluster = Cluster(
-        stack_settings.cassandra_contact_points,
-        port=stack_settings.cassandra_port,
-        execution_profiles={
-            EXEC_PROFILE_DEFAULT: ExecutionProfile(
-                load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=stack_settings.cassandra_local_dc)
-            )
-        },
-        protocol_version=5,
-    )
-    session = cluster.connect()
+    cluster, session = connect(CassandraConfig.from_settings(stack_settings))
     try:
         session.execute(
             f"create keyspace {keyspace} with replication = "

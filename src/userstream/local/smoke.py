@@ -107,23 +107,12 @@ def _postgres_round_trip(settings: Settings, echo: Callable[[str], None], key: s
 
 
 def _cassandra_round_trip(settings: Settings, echo: Callable[[str], None], key: str, value: str) -> None:
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy
+    from userstream.cassandra_store import CassandraConfig, connect
 
     keyspace = SMOKE_KEYSPACE
-    cluster = Cluster(
-        settings.cassandra_contact_points,
-        port=settings.cassandra_port,
-        execution_profiles={
-            EXEC_PROFILE_DEFAULT: ExecutionProfile(
-                load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)
-            )
-        },
-        protocol_version=5,
-    )
+    cluster, session = connect(CassandraConfig.from_settings(settings))
     try:
         with _step(echo, "Cassandra: wrote a row and read it back") as info:
-            session = cluster.connect()
             replication = ", ".join(f"'{k}': '{v}'" for k, v in settings.replication.items())
             session.execute(
                 f"create keyspace if not exists {keyspace} with replication = {{{replication}}}", timeout=30
