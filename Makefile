@@ -91,6 +91,24 @@ local-status: install ## Show the local stack's servers
 local-down: install ## Stop the local stack
 	$(USERSTREAM) local down
 
+COMPONENT ?= kafka
+.PHONY: local-logs
+local-logs: install ## Tail a local server's log (COMPONENT=postgres|kafka|cassandra)
+	$(USERSTREAM) local logs $(COMPONENT)
+
+.PHONY: smoke
+smoke: install artifacts ## Round trip through every local server (topic, row, Spark batch read)
+	$(USERSTREAM) local up
+	$(USERSTREAM) local smoke
+
+##@ Benchmarks
+
+BENCH_RECORDS ?= 20000
+.PHONY: bench
+bench: install artifacts ## Throughput, freshness and memory of the pipeline on the local stack (prints figures)
+	$(USERSTREAM) local up
+	$(PY) bench/pipeline_bench.py --records $(BENCH_RECORDS)
+
 .PHONY: clean
 clean: ## Remove caches of Python tools (keeps .venv, .cache and the local stack's data)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
