@@ -4,14 +4,16 @@ The keyspace (replication from ``cassandra_replication``) and the table (DDL der
 contract) are created with ``IF NOT EXISTS``; columns the contract gained since are added with
 ``ALTER TABLE``, so the migration can run at every start.
 
-The sink runs inside Spark executors (``mapPartitions`` inside ``foreachBatch``): each Python
-worker keeps one driver session and prepared statement per configuration, inserts a partition's
-rows with bounded concurrency (``execute_concurrent_with_args``) and retries failed rows with
+The sink runs inside Spark executors (``mapPartitions`` inside ``foreachBatch``) over the batch's
+records as JSON text: in one pass it counts every record by rejection reason and inserts the valid
+ones. Each Python worker keeps one driver session and prepared statement per configuration,
+inserts with bounded concurrency (``execute_concurrent_with_args``) and retries failed rows with
 backoff. An insert is an upsert by ``id``, so a replayed micro-batch rewrites the same rows.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -202,22 +204,37 @@ def write_rows(
     )
 
 
-def partition_writer(config: CassandraConfig, chunk: int = 2_000) -> Any:
-    """A ``mapPartitions`` function: writes a partition's rows and yields how many it stored."""
-    names = contract.table_definition().column_names
+def record_writer(config: CassandraConfig, reason_key: str, chunk: int = 2_000) -> Any:
+    """A ``mapPartitions`` function over JSON records (``transforms.sink_records``).
 
-    def write_partition(rows: Iterable[Any]) -> Iterator[int]:
-        session, prepared = _session_for(config)
+    In one pass over a partition it upserts the valid records (no ``reason_key``) and counts
+    every record by reason; it yields one ``({reason or None: records}, rows stored)`` pair.
+    """
+    names = contract.table_definition().column_names
+    uuid_positions = [i for i, name in enumerate(names) if name in _UUID_COLUMNS]
+
+    def write_partition(records: Iterable[str]) -> Iterator[tuple[dict[str | None, int], int]]:
+        counts: dict[str | None, int] = {}
         stored = 0
         buffer: list[tuple[Any, ...]] = []
-        for row in rows:
-            buffer.append(to_parameters(row, names))
+        loads = json.loads
+        for text in records:
+            record = loads(text)
+            reason = record.get(reason_key)
+            counts[reason] = counts.get(reason, 0) + 1
+            if reason is not None:
+                continue
+            values = [record.get(name) for name in names]
+            for i in uuid_positions:
+                if values[i] is not None:
+                    values[i] = uuid.UUID(values[i])
+            buffer.append(tuple(values))
             if len(buffer) >= chunk:
-                stored += write_rows(session, prepared, buffer, config.concurrency, config.retries)
+                stored += write_rows(*_session_for(config), buffer, config.concurrency, config.retries)
                 buffer = []
         if buffer:
-            stored += write_rows(session, prepared, buffer, config.concurrency, config.retries)
-        yield stored
+            stored += write_rows(*_session_for(config), buffer, config.concurrency, config.retries)
+        yield counts, stored
 
     return write_partition
 

@@ -1,8 +1,9 @@
 """The streaming query: Kafka -> parse/validate/flatten -> Cassandra, rejects -> dead-letter topic.
 
-Each micro-batch (``foreachBatch``) is persisted once, its dead letters are written to the
-dead-letter topic with Spark's Kafka batch sink, and its valid rows are upserted into Cassandra
-from the executors; only then does Spark commit the batch to the checkpoint. A crash anywhere in
+Each micro-batch (``foreachBatch``) is parsed once and persisted; one pass over it on the
+executors upserts the valid rows into Cassandra and counts every record by reason; when that count
+found rejects, they are written to the dead-letter topic with Spark's Kafka batch sink (from the
+persisted parse). Only then does Spark commit the batch to the checkpoint. A crash anywhere in
 between replays the batch from the checkpoint: dead letters may repeat, rows are rewritten with
 the same ids, nothing is lost. A query that fails stops the process with a non-zero exit.
 """
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from userstream import transforms
-from userstream.cassandra_store import CassandraConfig, partition_writer
+from userstream.cassandra_store import CassandraConfig, record_writer
 from userstream.errors import UserstreamError
 from userstream.settings import Settings
 
@@ -95,21 +96,25 @@ class BatchWriter:
         self.totals = totals or StreamTotals()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        from pyspark.sql import functions as F
-
         began = time.monotonic()
         parsed = transforms.parse(batch, self.settings.stream_max_record_bytes).persist()
         try:
-            counts = {
-                row["reason"]: int(row["n"])
-                for row in parsed.groupBy(F.col(transforms.REASON).alias("reason"))
-                .agg(F.count(F.lit(1)).alias("n"))
+            # one pass: the executors upsert the valid records and count every record by reason
+            counts: dict[str | None, int] = {}
+            stored = 0
+            for partition_counts, partition_stored in (
+                transforms.sink_records(parsed)
+                .toJSON()
+                .mapPartitions(record_writer(self.cassandra, transforms.REASON))
                 .collect()
-            }
+            ):
+                stored += partition_stored
+                for reason, n in partition_counts.items():
+                    counts[reason] = counts.get(reason, 0) + n
             rows_in = sum(counts.values())
             rejected = {reason: n for reason, n in counts.items() if reason is not None}
             dead = sum(rejected.values())
-            if dead:
+            if dead:  # from the persisted parse: no second read of Kafka, no second parse
                 (
                     transforms.dead_letter_sink_frame(transforms.dead_letters(parsed))
                     .write.format("kafka")
@@ -117,10 +122,6 @@ class BatchWriter:
                     .option("topic", self.settings.kafka_dlq_topic)
                     .save()
                 )
-            stored = 0
-            if counts.get(None):
-                valid = transforms.valid_rows(parsed)
-                stored = int(sum(valid.rdd.mapPartitions(partition_writer(self.cassandra)).collect()))
         finally:
             parsed.unpersist()
         stats = BatchStats(batch_id, rows_in, stored, dead, time.monotonic() - began, rejected, time.time())

@@ -78,26 +78,27 @@ def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
         *[F.col(name) for name in KAFKA_COLUMNS],
         F.octet_length("value").alias("_bytes"),
         F.expr("is_valid_utf8(CAST(value AS STRING))").alias("_utf8"),
-        F.expr("json_object_keys(CAST(value AS STRING))").isNotNull().alias("_object"),
     )
-    # only well-formed candidates are handed to the JSON reader
+    # the JSON reader sees only values small enough and valid UTF-8, and parses each one once
     small_utf8 = (F.col("_bytes") <= max_record_bytes) & F.col("_utf8")
     parsed = parsed.withColumn(
         MESSAGE_COLUMN,
         F.when(
-            small_utf8 & F.col("_object"),
+            small_utf8,
             F.from_json(
                 text, _parse_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
             ),
         ),
     )
-    required = [path for path in contract.required_paths()]
-    missing = F.filter(
-        F.array(*[F.when(_missing(path), F.lit(path)) for path in required]), lambda item: item.isNotNull()
-    )
-    bad_dates = F.filter(
-        F.array(*[F.when(parse_timestamp(field(path)).isNull(), F.lit(path)) for path in DATE_PATHS]),
-        lambda item: item.isNotNull(),
+    # a value the reader took without complaint is a JSON object; only the others (no result, or a
+    # corrupt record: malformed JSON or a wrong field type) are looked at a second time
+    is_object = F.when(
+        F.col(MESSAGE_COLUMN).isNotNull() & field(CORRUPT_COLUMN).isNull(), F.lit(True)
+    ).otherwise(F.expr("json_object_keys(CAST(value AS STRING))").isNotNull())
+    # comma-separated names of the failing paths ("" when none): concat_ws skips the nulls
+    missing = F.concat_ws(",", *[F.when(_missing(path), F.lit(path)) for path in contract.required_paths()])
+    bad_dates = F.concat_ws(
+        ",", *[F.when(parse_timestamp(field(path)).isNull(), F.lit(path)) for path in DATE_PATHS]
     )
     email = F.lower(F.trim(field("user.email")))
     record_id = F.lower(F.trim(field("id")))
@@ -109,7 +110,7 @@ def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
             F.format_string("%d bytes > limit %d", F.col("_bytes"), F.lit(max_record_bytes)),
         ),
         ("not_utf8", ~F.col("_utf8"), F.lit("value is not valid UTF-8")),
-        ("malformed_json", ~F.col("_object"), F.lit("value is not a JSON object")),
+        ("malformed_json", ~is_object, F.lit("value is not a JSON object")),
         (
             "wrong_type",
             field(CORRUPT_COLUMN).isNotNull(),
@@ -121,17 +122,17 @@ def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
             & (field("schema_version") != F.lit(contract.MESSAGE_SCHEMA_VERSION)),
             F.format_string("schema_version %d", field("schema_version")),
         ),
-        ("missing_field", F.size(missing) > 0, F.array_join(missing, ",")),
+        ("missing_field", missing != "", missing),
         ("invalid_id", ~record_id.rlike(UUID_PATTERN), F.format_string("id %s", record_id)),
         ("invalid_email", ~email.rlike(EMAIL_PATTERN), F.format_string("email %s", email)),
-        ("unparsable_date", F.size(bad_dates) > 0, F.array_join(bad_dates, ",")),
+        ("unparsable_date", bad_dates != "", bad_dates),
     ]
     reason: Column = F.lit(None).cast("string")
     detail: Column = F.lit(None).cast("string")
     for name, failed, why in reversed(checks):
         reason = F.when(failed, F.lit(name)).otherwise(reason)
         detail = F.when(failed, why).otherwise(detail)
-    return parsed.withColumn(REASON, reason).withColumn(DETAIL, detail).drop("_bytes", "_utf8", "_object")
+    return parsed.withColumn(REASON, reason).withColumn(DETAIL, detail).drop("_bytes", "_utf8")
 
 
 def valid_rows(parsed: DataFrame) -> DataFrame:
@@ -140,6 +141,25 @@ def valid_rows(parsed: DataFrame) -> DataFrame:
     return parsed.where(F.col(REASON).isNull()).select(
         *[column_expression(column) for column in definition.columns]
     )
+
+
+def sink_records(parsed: DataFrame) -> DataFrame:
+    """Every record for the executors' one-pass sink (``cassandra_store.record_writer``).
+
+    Valid records carry the table columns (the values of :func:`valid_rows`, timestamps as epoch
+    milliseconds, which the Cassandra driver takes as they are); rejected ones only their reason
+    (``dlq_reason``). Meant to cross to the Python workers as JSON text (``DataFrame.toJSON``):
+    plain UTF-8 strings are far cheaper to hand over than pickled Rows.
+    """
+    definition = contract.table_definition()
+    valid = F.col(REASON).isNull()
+    columns = []
+    for column in definition.columns:
+        value = column_expression(column)
+        if column.type == "timestamp":
+            value = F.unix_millis(value)
+        columns.append(F.when(valid, value).alias(column.name))
+    return parsed.select(F.col(REASON), *columns)
 
 
 def dead_letters(parsed: DataFrame) -> DataFrame:

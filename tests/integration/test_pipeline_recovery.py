@@ -8,12 +8,13 @@ import subprocess
 import sys
 import uuid
 
-from pipeline_support import isolated, settings_env, table_ids, wait_for
+from pipeline_support import isolated, table_ids, wait_for
 
 from userstream import cassandra_store
 from userstream.ids import record_id
 from userstream.ingest import ingest
 from userstream.pipeline_run import dead_letter_reasons
+from userstream.settings import settings_env
 from userstream.sources.synthetic import SyntheticSource, generate
 from userstream.streaming import caught_up, run_stream, topic_end_offsets
 

@@ -193,3 +193,19 @@ def test_dead_letters_keep_the_original_payload_and_say_where_it_came_from(spark
 def test_every_reason_is_documented() -> None:
     for reason in transforms.REASONS:
         assert f"``{reason}``" in (transforms.__doc__ or "")
+
+
+def test_sink_records_carry_the_valid_rows_and_only_the_reason_of_rejects(spark) -> None:
+    document = user(50)
+    parsed = transforms.parse(frame(spark, [encode(envelope(document)), b"{broken"]), MAX)
+    valid, rejected = [json.loads(text) for text in transforms.sink_records(parsed).toJSON().collect()]
+    assert rejected == {"dlq_reason": "malformed_json"}
+    row = transforms.valid_rows(parsed).first()
+    assert row is not None
+    for column in contract.table_definition().columns:
+        expected = row[column.name]
+        if column.type == "timestamp" and expected is not None:
+            expected = round(expected.replace(tzinfo=UTC).timestamp() * 1000)
+        if column.name == "processed_at":
+            continue  # the time of each evaluation
+        assert valid.get(column.name) == expected, column.name
