@@ -23,6 +23,10 @@ Validation gives every record at most one reason, checked in this order:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -71,23 +75,61 @@ def _missing(path: str) -> Column:
     return column.isNull()
 
 
+@dataclass(frozen=True)
+class _ParseColumns:
+    """The column expressions of :func:`parse`, built once per Spark context and size limit.
+
+    Building them issues thousands of calls into the JVM (over a second on a small machine);
+    they are unresolved expressions, so every micro-batch can reuse them.
+    """
+
+    measured: tuple[Column, ...]
+    message: Column
+    reason: Column
+    detail: Column
+
+
+_T = TypeVar("_T")
+_per_context: dict[tuple[object, str, int], Any] = {}
+
+
+def _built_once(what: str, argument: int, build: Callable[[int], _T]) -> _T:
+    """``build(argument)``, cached for the active Spark context (Columns live in its JVM)."""
+    from pyspark import SparkContext
+
+    key = (SparkContext._active_spark_context, what, argument)
+    if key not in _per_context:
+        if len(_per_context) > 16:  # contexts stopped and recreated (tests): forget the old ones
+            _per_context.clear()
+        _per_context[key] = build(argument)
+    return cast(_T, _per_context[key])
+
+
 def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
     """Add the parsed message (``msg``), the rejection reason and its detail (null when valid)."""
+    columns = _built_once("parse", max_record_bytes, _build_parse_columns)
+    return (
+        kafka_df.select(*columns.measured)
+        .withColumn(MESSAGE_COLUMN, columns.message)
+        .withColumn(REASON, columns.reason)
+        .withColumn(DETAIL, columns.detail)
+        .drop("_bytes", "_utf8")
+    )
+
+
+def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
     text = F.col("value").cast("string")
-    parsed = kafka_df.select(
+    measured = (
         *[F.col(name) for name in KAFKA_COLUMNS],
         F.octet_length("value").alias("_bytes"),
         F.expr("is_valid_utf8(CAST(value AS STRING))").alias("_utf8"),
     )
     # the JSON reader sees only values small enough and valid UTF-8, and parses each one once
     small_utf8 = (F.col("_bytes") <= max_record_bytes) & F.col("_utf8")
-    parsed = parsed.withColumn(
-        MESSAGE_COLUMN,
-        F.when(
-            small_utf8,
-            F.from_json(
-                text, _parse_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
-            ),
+    message = F.when(
+        small_utf8,
+        F.from_json(
+            text, _parse_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
         ),
     )
     # a value the reader took without complaint is a JSON object; only the others (no result, or a
@@ -132,7 +174,7 @@ def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
     for name, failed, why in reversed(checks):
         reason = F.when(failed, F.lit(name)).otherwise(reason)
         detail = F.when(failed, why).otherwise(detail)
-    return parsed.withColumn(REASON, reason).withColumn(DETAIL, detail).drop("_bytes", "_utf8")
+    return _ParseColumns(measured, message, reason, detail)
 
 
 def valid_rows(parsed: DataFrame) -> DataFrame:
@@ -151,15 +193,19 @@ def sink_records(parsed: DataFrame) -> DataFrame:
     (``dlq_reason``). Meant to cross to the Python workers as JSON text (``DataFrame.toJSON``):
     plain UTF-8 strings are far cheaper to hand over than pickled Rows.
     """
+    return parsed.select(*_built_once("sink", 0, _build_sink_columns))
+
+
+def _build_sink_columns(_: int) -> tuple[Column, ...]:
     definition = contract.table_definition()
     valid = F.col(REASON).isNull()
-    columns = []
+    columns = [F.col(REASON)]
     for column in definition.columns:
         value = column_expression(column)
         if column.type == "timestamp":
             value = F.unix_millis(value)
         columns.append(F.when(valid, value).alias(column.name))
-    return parsed.select(F.col(REASON), *columns)
+    return tuple(columns)
 
 
 def dead_letters(parsed: DataFrame) -> DataFrame:
