@@ -103,7 +103,7 @@ smoke: install artifacts ## Round trip through every local server (topic, row, S
 
 ##@ Benchmarks
 
-BENCH_RECORDS ?= 20000
+BENCH_RECORDS ?= 40000
 .PHONY: bench
 bench: install artifacts ## Throughput, freshness and memory of the pipeline on the local stack (prints figures)
 	$(USERSTREAM) local up
