@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from userstream.publishing import Publisher, ensure_topics
 from userstream.settings import Settings
-from userstream.sources import Source, build_source
-from userstream.staging import Staging
+from userstream.sources import RawBatch, Source, build_source
+from userstream.staging import StageResult, Staging
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +70,18 @@ def ingest(
     staging = Staging(settings)
     staging.migrate()
     say = echo or (lambda line: log.info("%s", line))
+
+    def stage(batch: RawBatch) -> StageResult:
+        result = staging.stage(batch)
+        summary.batch_ids.append(batch.batch_id)
+        summary.fetched += result.documents
+        summary.staged_new += result.inserted
+        summary.already_staged += len(batch.documents) - result.inserted
+        return result
+
     if not publish:
         for batch in chosen.batches(total, size):
-            result = staging.stage(batch)
-            summary.batch_ids.append(batch.batch_id)
-            summary.fetched += result.documents
-            summary.staged_new += result.inserted
-            summary.already_staged += len(batch.documents) - result.inserted
+            stage(batch)
         summary.seconds = time.monotonic() - began
         return summary
     ensure_topics(settings)
@@ -86,11 +91,7 @@ def ingest(
         if leftover.published:
             say(f"published {leftover.published} staged record(s) left unpublished by an earlier run")
         for batch in chosen.batches(total, size):
-            result = staging.stage(batch)
-            summary.batch_ids.append(batch.batch_id)
-            summary.fetched += result.documents
-            summary.staged_new += result.inserted
-            summary.already_staged += len(batch.documents) - result.inserted
+            result = stage(batch)
             published = publisher.publish_pending()
             summary.published += published.published
             summary.publish_seconds += published.seconds
