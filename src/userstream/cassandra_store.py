@@ -18,9 +18,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from userstream import contract
@@ -137,7 +136,6 @@ def migrate(settings: Settings) -> list[str]:
 # --- executor side ------------------------------------------------------------------------------
 _sessions: dict[CassandraConfig, tuple[Any, Any, Any]] = {}
 _sessions_lock = threading.Lock()
-_TIMESTAMP_COLUMNS = frozenset(c.name for c in contract.table_definition().columns if c.type == "timestamp")
 _UUID_COLUMNS = frozenset(c.name for c in contract.table_definition().columns if c.type == "uuid")
 
 
@@ -160,21 +158,17 @@ def shutdown_sessions() -> None:
         _sessions.clear()
 
 
-def _utc(value: datetime) -> datetime:
-    # pyspark hands timestamps over as naive local times; make the instant explicit
-    return value.astimezone(UTC) if value.tzinfo is None else value
+_COLUMN_NAMES = tuple(contract.table_definition().column_names)
+_UUID_POSITIONS = tuple(i for i, name in enumerate(_COLUMN_NAMES) if name in _UUID_COLUMNS)
 
 
-def to_parameters(row: Any, names: Sequence[str]) -> tuple[Any, ...]:
-    values = []
-    for name in names:
-        value = row[name]
-        if value is not None:
-            if name in _UUID_COLUMNS:
-                value = uuid.UUID(value)
-            elif name in _TIMESTAMP_COLUMNS:
-                value = _utc(value)
-        values.append(value)
+def record_parameters(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A valid sink record (``transforms.sink_records`` as JSON) as insert parameters in table
+    order: uuids become ``uuid.UUID``; timestamps stay epoch milliseconds, which the driver binds."""
+    values = [record.get(name) for name in _COLUMN_NAMES]
+    for i in _UUID_POSITIONS:
+        if values[i] is not None:
+            values[i] = uuid.UUID(values[i])
     return tuple(values)
 
 
@@ -210,8 +204,6 @@ def record_writer(config: CassandraConfig, reason_key: str, chunk: int = 2_000) 
     In one pass over a partition it upserts the valid records (no ``reason_key``) and counts
     every record by reason; it yields one ``({reason or None: records}, rows stored)`` pair.
     """
-    names = contract.table_definition().column_names
-    uuid_positions = [i for i, name in enumerate(names) if name in _UUID_COLUMNS]
 
     def write_partition(records: Iterable[str]) -> Iterator[tuple[dict[str | None, int], int]]:
         counts: dict[str | None, int] = {}
@@ -224,11 +216,7 @@ def record_writer(config: CassandraConfig, reason_key: str, chunk: int = 2_000) 
             counts[reason] = counts.get(reason, 0) + 1
             if reason is not None:
                 continue
-            values = [record.get(name) for name in names]
-            for i in uuid_positions:
-                if values[i] is not None:
-                    values[i] = uuid.UUID(values[i])
-            buffer.append(tuple(values))
+            buffer.append(record_parameters(record))
             if len(buffer) >= chunk:
                 stored += write_rows(*_session_for(config), buffer, config.concurrency, config.retries)
                 buffer = []

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from userstream import contract
-from userstream.cassandra_store import CassandraConfig, to_parameters
+from userstream.cassandra_store import CassandraConfig, record_parameters
 from userstream.cli import build_parser
 from userstream.publishing import encode_message, iso_utc, message_for, producer_options
 from userstream.settings import load_settings
@@ -47,17 +47,17 @@ def test_the_producer_is_idempotent_and_waits_for_all_replicas() -> None:
     assert options["security_protocol"] == "PLAINTEXT"
 
 
-def test_rows_become_driver_parameters_in_table_order() -> None:
+def test_records_become_driver_parameters_in_table_order() -> None:
     names = contract.table_definition().column_names
-    row = dict.fromkeys(names)
+    record = dict.fromkeys(names)
     rid = uuid.uuid4()
-    row.update(id=str(rid), first_name="Zoë", dob=datetime(1990, 1, 1, 0, 0), age=35)
-    params = to_parameters(row, names)
+    dob_millis = int(datetime(1990, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    record.update(id=str(rid), first_name="Zoë", dob=dob_millis, age=35, dlq_reason=None)
+    params = record_parameters(record)
+    assert len(params) == len(names)
     assert params[names.index("id")] == rid
     assert params[names.index("first_name")] == "Zoë"
-    dob = params[names.index("dob")]
-    assert dob.tzinfo is not None
-    assert dob == datetime(1990, 1, 1).astimezone(UTC)
+    assert params[names.index("dob")] == dob_millis
     assert params[names.index("age")] == 35
 
 
