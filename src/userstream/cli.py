@@ -18,6 +18,7 @@ from userstream.settings import SettingsError
 # module path -> it defines register(subparsers) adding its commands with set_defaults(func=...)
 _COMMAND_MODULES = (
     "userstream.local.commands",
+    "userstream.cluster.commands",
     "userstream.commands",
 )
 

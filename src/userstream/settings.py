@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     # --- Local stack -------------------------------------------------------------------------
     state_dir: Path = Field(default_factory=_default_state_dir)
     cache_dir: Path = Field(default_factory=lambda: Path.cwd() / ".cache")
+    cluster_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / ".local-cluster",
+        description="State folder of the project's own Kubernetes cluster (`userstream cluster up`): "
+        "certificates, kubeconfig, logs, node data.",
+    )
     local_kafka_controller_port: int = Field(
         9093, ge=1, le=65535, description="KRaft controller port of the local Kafka."
     )

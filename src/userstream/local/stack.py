@@ -82,6 +82,74 @@ def format_status(statuses: Sequence[ComponentStatus]) -> str:
     return table + ("\n" + "\n".join(notes) if notes else "")
 
 
+def component_status(component: Component) -> ComponentStatus:
+    """What a component's pid file, process and probe say about it right now."""
+    status = ComponentStatus(
+        name=component.name, address=component.address, version=component.version, state=STOPPED
+    )
+    record = component.record()
+    if record is None or not processes.is_ours(record):
+        detail = ""
+        if record is not None:
+            detail = f"pid file {component.pid_file} names pid {record.pid}, which is not running"
+        busy = [p for p in component.ports() if processes.port_in_use(p.host, p.port)]
+        if busy:
+            owner = processes.port_owner(busy[0].port)
+            detail = f"port {busy[0].port} is in use by another program" + (f" ({owner})" if owner else "")
+        return replace(status, detail=detail)
+    status = replace(
+        status,
+        pid=record.pid,
+        started_at=record.started_at,
+        rss_bytes=processes.tree_rss_bytes(record.pid),
+    )
+    try:
+        reported = component.probe()
+    except NotReady as exc:
+        return replace(status, state=UNHEALTHY, detail=f"running but not answering: {exc}")
+    return replace(status, state=HEALTHY, version=reported)
+
+
+def bring_up(
+    work: Sequence[tuple[Component, processes.PidRecord | None]], *, echo: Callable[[str], None]
+) -> list[str]:
+    """Start (record None) or just wait for (a running record) each component, all in parallel.
+
+    Each is prepared, started, probed until it answers and given its ``after_ready`` work.
+    Returns the names of the components it started; raises StartError with every failure.
+    """
+    errors: list[str] = []
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def one(component: Component, record: processes.PidRecord | None) -> None:
+        began = time.monotonic()
+        try:
+            if record is None:
+                component.prepare()
+                record = component.start()
+                with lock:
+                    started.append(component.name)
+                echo(f"{component.name}: started (pid {record.pid}), waiting for it to answer ...")
+            reported = component.wait_ready(record)
+            component.after_ready()
+            echo(f"{component.name}: ready, version {reported}, in {time.monotonic() - began:.1f} s")
+        except (StartError, UserstreamError) as exc:
+            with lock:
+                errors.append(str(exc))
+
+    threads = [
+        threading.Thread(target=one, args=(c, r), name=f"up-{c.name}", daemon=True) for c, r in work
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise StartError("\n\n".join(errors))
+    return started
+
+
 class LocalStack:
     def __init__(self, settings: Settings, *, echo: Callable[[str], None] = print) -> None:
         self.settings = settings
@@ -111,32 +179,7 @@ class LocalStack:
 
     # --- status --------------------------------------------------------------------------------
     def status_of(self, component: Component) -> ComponentStatus:
-        status = ComponentStatus(
-            name=component.name, address=component.address, version=component.version, state=STOPPED
-        )
-        record = component.record()
-        if record is None or not processes.is_ours(record):
-            detail = ""
-            if record is not None:
-                detail = f"pid file {component.pid_file} names pid {record.pid}, which is not running"
-            busy = [p for p in component.ports() if processes.port_in_use(p.host, p.port)]
-            if busy:
-                owner = processes.port_owner(busy[0].port)
-                detail = f"port {busy[0].port} is in use by another program" + (
-                    f" ({owner})" if owner else ""
-                )
-            return replace(status, detail=detail)
-        status = replace(
-            status,
-            pid=record.pid,
-            started_at=record.started_at,
-            rss_bytes=processes.tree_rss_bytes(record.pid),
-        )
-        try:
-            reported = component.probe()
-        except NotReady as exc:
-            return replace(status, state=UNHEALTHY, detail=f"running but not answering: {exc}")
-        return replace(status, state=HEALTHY, version=reported)
+        return component_status(component)
 
     def status(self) -> list[ComponentStatus]:
         return [self.status_of(component) for component in self.components.values()]
@@ -169,38 +212,7 @@ class LocalStack:
             self.fetch()
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
-        errors: list[str] = []
-        lock = threading.Lock()
-
-        def bring_up(component: Component, record: processes.PidRecord | None) -> None:
-            began = time.monotonic()
-            try:
-                if record is None:
-                    component.prepare()
-                    record = component.start()
-                    with lock:
-                        self.started.append(component.name)
-                    self.echo(f"{component.name}: started (pid {record.pid}), waiting for it to answer ...")
-                reported = component.wait_ready(record)
-                component.after_ready()
-                self.echo(f"{component.name}: ready, version {reported}, in {time.monotonic() - began:.1f} s")
-            except (StartError, UserstreamError) as exc:
-                with lock:
-                    errors.append(str(exc))
-
-        threads = [
-            threading.Thread(target=bring_up, args=(c, None), name=f"up-{c.name}", daemon=True)
-            for c in to_start
-        ] + [
-            threading.Thread(target=bring_up, args=(c, r), name=f"wait-{c.name}", daemon=True)
-            for c, r in to_wait
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise StartError("\n\n".join(errors))
+        self.started.extend(bring_up([(c, None) for c in to_start] + to_wait, echo=self.echo))
         return [self.status_of(self.components[name]) for name in names]
 
     # --- down ----------------------------------------------------------------------------------

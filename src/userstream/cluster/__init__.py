@@ -1,0 +1,1 @@
+"""The project's own Kubernetes cluster on this machine (``userstream cluster``) and its images."""
