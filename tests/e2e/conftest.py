@@ -1,8 +1,18 @@
-"""e2e tier: a kind cluster with the whole platform, driven like a user would.
+"""e2e tier: a real cluster with the platform installed, driven like a user would.
 
-Needs a working Docker engine (``docker info``), kind, kubectl and helm. kind comes from
-``--kind-bin`` or PATH, kubectl from ``--kind-kubectl-bin``, .cache/bin (``make tools``) or PATH,
-helm from HELM, .cache/bin or PATH. Without one of them every e2e test is skipped with one reason.
+One suite, two cluster providers (``E2E_PROVIDER=kind|local``; default: kind where a Docker engine
+works, else the project's own cluster where the user is root on Linux):
+
+- ``kind``: a working Docker engine (``docker info``), kind, kubectl and helm. kind comes from
+  ``--kind-bin`` or PATH, kubectl from ``--kind-kubectl-bin``, .cache/bin (``make tools``) or PATH,
+  helm from HELM, .cache/bin or PATH.
+- ``local``: ``userstream cluster`` (containerd and two kubelets in network namespaces of their own;
+  docs/local-cluster.md), images built here from images/*/Dockerfile. Needs root: a laptop's
+  ``make test`` never reconfigures the host by surprise.
+
+Tests that need only a cluster take the ``e2e_cluster`` fixture; tests of the kind-only platform
+(Strimzi, K8ssandra, the Airflow chart) take ``cluster``. Without a provider every e2e test is
+skipped with one reason.
 
 Settings (environment): E2E_CLUSTER (kind cluster name, default userstream-e2e; pytest-kind's
 ``--cluster-name`` wins), E2E_SKIP_BUILD=1 (use images already built with ``make images``),
@@ -15,8 +25,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kind_support import Cluster, dump_diagnostics
@@ -46,10 +58,67 @@ def _docker_works() -> bool:
         return False
 
 
+def provider_name() -> str:
+    """kind, local, or a skip reason (starting with 'skip:')."""
+    wanted = os.environ.get("E2E_PROVIDER", "auto")
+    if wanted not in ("auto", "kind", "local"):
+        raise pytest.UsageError(f"E2E_PROVIDER={wanted!r}: choose kind, local or auto")
+    if wanted == "kind" or (wanted == "auto" and _docker_works()):
+        return "kind"
+    if os.geteuid() != 0 or sys.platform != "linux":
+        return (
+            "skip: e2e needs a working Docker engine (kind) or root on Linux (the project's own cluster "
+            "reconfigures network namespaces and cgroups; a non-root `make test` never does)"
+        )
+    return "local"
+
+
+def _kube_tools() -> dict[str, str | None]:
+    return {
+        "kubectl": _which(os.environ.get("KUBECTL"), str(REPO / ".cache/bin/kubectl"), "kubectl"),
+        "helm": _which(os.environ.get("HELM"), str(REPO / ".cache/bin/helm"), "helm"),
+    }
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The cluster of this run, whichever provider: kind (Docker) or the project's own."""
+    name = provider_name()
+    if name.startswith("skip:"):
+        pytest.skip(name.removeprefix("skip: "))
+    if name == "kind":
+        yield request.getfixturevalue("cluster")
+        return
+    from local_cluster_support import LocalClusterProvider
+
+    from userstream.errors import PrerequisiteError
+    from userstream.settings import load_settings
+
+    found = _kube_tools()
+    missing = sorted(k for k, v in found.items() if v is None)
+    if missing:
+        pytest.skip(
+            f"e2e on the project's own cluster needs {', '.join(missing)}: `make tools` installs them"
+        )
+    try:
+        provider = LocalClusterProvider.start(
+            load_settings(), kubectl=str(found["kubectl"]), helm=str(found["helm"])
+        )
+    except PrerequisiteError as exc:
+        pytest.skip(f"the project's own cluster cannot run here: {exc}")
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
 @pytest.fixture(scope="session")
 def tools(request: pytest.FixtureRequest) -> dict[str, str]:
     if not _docker_works():
-        pytest.skip("e2e needs a working Docker engine: `docker info` fails or docker is absent")
+        pytest.skip(
+            "this test needs the kind platform (Strimzi, K8ssandra, the Airflow chart: not obtainable "
+            "without Docker and image registries); `docker info` fails or docker is absent"
+        )
     found = {
         "kind": _which(request.config.getoption("kind_bin"), "kind"),
         "kubectl": _which(
@@ -90,7 +159,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     if report.failed and report.when in {"setup", "call"} and item.get_closest_marker("e2e"):
-        cluster = item.funcargs.get("cluster") if hasattr(item, "funcargs") else None
-        if isinstance(cluster, Cluster):
+        funcargs = item.funcargs if hasattr(item, "funcargs") else {}
+        cluster = funcargs.get("cluster") or funcargs.get("e2e_cluster")
+        if cluster is not None and hasattr(cluster, "kubectl"):
             folder = dump_diagnostics(cluster, item.name)
             report.sections.append(("kubernetes diagnostics", f"written to {folder}"))

@@ -84,6 +84,10 @@ class Cluster:
         return self.kind_cluster.name
 
     @property
+    def path(self) -> Path:
+        return Path(self.kind_cluster.path)
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
@@ -97,6 +101,28 @@ class Cluster:
 
     def kubectl(self, *args: str, timeout: float = 600) -> str:
         return self.kind_cluster.kubectl(*args, timeout=timeout)
+
+    def kubectl_stdin(self, stdin: str, *args: str, timeout: float = 600) -> str:
+        result = subprocess.run(
+            [str(self.kind_cluster.kubectl_path), *args], env=self.env, input=stdin, capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise E2EError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def load_images(self, names: list[str]) -> list[str]:
+        """Build the project's images with docker and load them into the kind nodes."""
+        from userstream.cluster import images
+
+        refs = []
+        for name in names:
+            ref = images.image_ref(name)
+            if os.environ.get("E2E_SKIP_BUILD") != "1":
+                self.run("docker", "build", "-f", f"images/{name}/Dockerfile", "-t", ref, ".")
+            self.load_image(ref)
+            refs.append(ref)
+        return refs
 
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))
@@ -183,9 +209,10 @@ class AirflowClient:
         return {ti["task_id"]: str(ti["state"]) for ti in instances}
 
 
-def dump_diagnostics(cluster: Cluster, test_name: str) -> Path:
-    """Write what a person would look at first into .pytest-kind/<cluster>/diagnostics/<test>/."""
-    folder = cluster.kind_cluster.path / "diagnostics" / test_name
+def dump_diagnostics(cluster: Any, test_name: str) -> Path:
+    """Write what a person would look at first into <cluster folder>/diagnostics/<test>/: overview,
+    events, ``kubectl describe`` of every pod and the logs of every pod (any namespace)."""
+    folder = cluster.path / "diagnostics" / test_name
     folder.mkdir(parents=True, exist_ok=True)
     commands = {
         "overview.txt": [
@@ -197,7 +224,7 @@ def dump_diagnostics(cluster: Cluster, test_name: str) -> Path:
             "wide",
         ],
         "events.txt": ["get", "events", "-A", "--sort-by=.lastTimestamp"],
-        "describe-pods.txt": ["describe", "pods", "-n", NAMESPACE],
+        "describe-pods.txt": ["describe", "pods", "-A"],
         "describe-sparkapplication.txt": ["describe", "sparkapplications", "-n", NAMESPACE],
     }
     for filename, args in commands.items():
@@ -207,18 +234,18 @@ def dump_diagnostics(cluster: Cluster, test_name: str) -> Path:
             output = f"kubectl {' '.join(args)} failed: {exc}"
         (folder / filename).write_text(output, encoding="utf-8")
     try:
-        pods = cluster.kubectl_json("get", "pods", "-n", NAMESPACE)["items"]
+        pods = cluster.kubectl_json("get", "pods", "-A")["items"]
     except Exception:
         pods = []
     for pod in pods:
-        name = pod["metadata"]["name"]
+        name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
         try:
             logs = cluster.kubectl(
-                "logs", "-n", NAMESPACE, name, "--all-containers", "--tail=300", timeout=60
+                "logs", "-n", namespace, name, "--all-containers", "--tail=300", timeout=60
             )
         except Exception as exc:
             logs = f"no logs: {exc}"
-        (folder / f"logs-{name}.txt").write_text(logs, encoding="utf-8")
+        (folder / f"logs-{namespace}-{name}.txt").write_text(logs, encoding="utf-8")
     print(f"\nkubernetes diagnostics of {test_name}: {folder}")
     print((folder / "overview.txt").read_text(encoding="utf-8")[-4000:])
     return folder

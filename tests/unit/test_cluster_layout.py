@@ -34,7 +34,10 @@ def test_two_nodes_with_distinct_addresses_pod_ranges_and_cgroups(cluster: Clust
         assert ipaddress.ip_address(node.address) in node_net
         assert ipaddress.ip_network(node.pod_cidr).subnet_of(pods)
     # no range overlaps another: services, pods, nodes, the host link
-    ranges = [ipaddress.ip_network(r) for r in (layout.SERVICE_CIDR, layout.POD_CIDR, layout.NODE_NETWORK, layout.HOST_LINK_CIDR)]
+    ranges = [
+        ipaddress.ip_network(r)
+        for r in (layout.SERVICE_CIDR, layout.POD_CIDR, layout.NODE_NETWORK, layout.HOST_LINK_CIDR)
+    ]
     for i, a in enumerate(ranges):
         for b in ranges[i + 1 :]:
             assert not a.overlaps(b), (a, b)
@@ -51,8 +54,10 @@ def test_containerd_config_is_per_node_and_restricts_oom_score(cluster: ClusterL
     node1, node2 = cluster.nodes
     one = layout.render_containerd_config(node1, sandbox_image="pause:1", cni_bin_dir="/usr/lib/cni")
     two = layout.render_containerd_config(node2, sandbox_image="pause:1", cni_bin_dir="/usr/lib/cni")
-    assert str(node1.containerd_socket) in one and str(node2.containerd_socket) in two
-    assert str(node1.home) in one and str(node1.home) not in two
+    assert str(node1.containerd_socket) in one
+    assert str(node2.containerd_socket) in two
+    assert str(node1.home) in one
+    assert str(node1.home) not in two
     assert "restrict_oom_score_adj = true" in one
     assert "SystemdCgroup = false" in one
     assert 'sandbox_image = "pause:1"' in one
@@ -71,7 +76,11 @@ def test_kubelet_config_keeps_everything_in_the_state_folder(cluster: ClusterLay
     node = cluster.nodes[0]
     config = json.loads(
         layout.render_kubelet_config(
-            node, ca_file=tmp_path / "ca", cert_file=tmp_path / "c", key_file=tmp_path / "k", resolv_conf=tmp_path / "r"
+            node,
+            ca_file=tmp_path / "ca",
+            cert_file=tmp_path / "c",
+            key_file=tmp_path / "k",
+            resolv_conf=tmp_path / "r",
         )
     )
     assert config["cgroupDriver"] == "cgroupfs"
@@ -120,7 +129,11 @@ def test_storage_class_is_the_default() -> None:
 def test_kubeconfig_names_server_and_client_certificate(tmp_path: Path) -> None:
     config = json.loads(
         layout.render_kubeconfig(
-            server="https://10.0.0.1:6443", ca_file=tmp_path / "ca", cert_file=tmp_path / "c", key_file=tmp_path / "k", user="u"
+            server="https://10.0.0.1:6443",
+            ca_file=tmp_path / "ca",
+            cert_file=tmp_path / "c",
+            key_file=tmp_path / "k",
+            user="u",
         )
     )
     assert config["clusters"][0]["cluster"]["server"] == "https://10.0.0.1:6443"
@@ -148,14 +161,22 @@ def test_pki_issues_node_identities_the_node_authorizer_accepts(tmp_path: Path) 
 def test_serving_certificate_has_the_addresses_clients_use(tmp_path: Path) -> None:
     pki = Pki(tmp_path)
     cert_path, _ = pki.ensure(
-        CertSpec("apiserver", "kube-apiserver", server=True, client=False, ip_addresses=(layout.HUB_UPLINK_ADDRESS,))
+        CertSpec(
+            "apiserver",
+            "kube-apiserver",
+            server=True,
+            client=False,
+            ip_addresses=(layout.HUB_UPLINK_ADDRESS,),
+        )
     )
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert ipaddress.ip_address(layout.HUB_UPLINK_ADDRESS) in names.get_values_for_type(x509.IPAddress)
 
 
-def test_journal_restores_sysctls_and_removes_only_folders_it_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_journal_restores_sysctls_and_removes_only_folders_it_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     proc_sys = tmp_path / "proc-sys"
     (proc_sys / "kernel").mkdir(parents=True)
     (proc_sys / "kernel" / "panic").write_text("1\n")
@@ -185,8 +206,12 @@ def test_in_netns_switches_only_the_network_namespace() -> None:
 def _claim(**spec: object) -> dict[str, object]:
     return {
         "metadata": {"name": "data", "namespace": "ns", "uid": "u-1"},
-        "spec": {"storageClassName": layout.STORAGE_CLASS, "accessModes": ["ReadWriteOnce"],
-                 "resources": {"requests": {"storage": "2Gi"}}, **spec},
+        "spec": {
+            "storageClassName": layout.STORAGE_CLASS,
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "2Gi"}},
+            **spec,
+        },
         "status": {"phase": "Pending"},
     }
 

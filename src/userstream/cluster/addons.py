@@ -29,15 +29,27 @@ def coredns_objects(image: str) -> list[dict[str, Any]]:
             "kind": "ClusterRole",
             "metadata": {"name": "userstream:coredns"},
             "rules": [
-                {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["endpoints", "services", "pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["list", "watch"],
+                },
             ],
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
             "metadata": {"name": "userstream:coredns"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "userstream:coredns"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "userstream:coredns",
+            },
             "subjects": [{"kind": "ServiceAccount", "name": DNS_NAME, "namespace": DNS_NAMESPACE}],
         },
         {
@@ -79,7 +91,10 @@ def coredns_objects(image: str) -> list[dict[str, Any]]:
                                     "requests": {"cpu": "50m", "memory": "40Mi"},
                                     "limits": {"memory": "120Mi"},
                                 },
-                                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 2},
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/ready", "port": 8181},
+                                    "periodSeconds": 2,
+                                },
                                 "livenessProbe": {
                                     "httpGet": {"path": "/health", "port": 8080},
                                     "initialDelaySeconds": 10,
@@ -90,7 +105,9 @@ def coredns_objects(image: str) -> list[dict[str, Any]]:
                                     "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]},
                                 },
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
+                                "volumeMounts": [
+                                    {"name": "config", "mountPath": "/etc/coredns", "readOnly": True}
+                                ],
                             }
                         ],
                         "volumes": [{"name": "config", "configMap": {"name": DNS_NAME}}],

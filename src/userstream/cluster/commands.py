@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from userstream.errors import UserstreamError
 from userstream.local import processes
 from userstream.local.stack import format_status
 from userstream.settings import load_settings
+
+if TYPE_CHECKING:
+    from userstream.cluster.cluster import LocalCluster
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,12 +43,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
     logs.set_defaults(func=cmd_logs)
 
-    images = commands.add_parser("images", help="build the project's images here and load them into the nodes")
+    build = commands.add_parser(
+        "build", help="build the cluster's binaries and every image here (cached); no cluster needed"
+    )
+    build.set_defaults(func=cmd_build)
+
+    images = commands.add_parser(
+        "images", help="build the project's images here and load them into the nodes"
+    )
     images.add_argument("names", nargs="*", metavar="IMAGE", help="default: every image")
     images.set_defaults(func=cmd_images)
 
 
-def _cluster():  # type: ignore[no-untyped-def]
+def _cluster() -> LocalCluster:
     from userstream.cluster.cluster import LocalCluster
 
     return LocalCluster(load_settings())
@@ -97,12 +108,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_images(args: argparse.Namespace) -> int:
-    from userstream.cluster import images
+def cmd_build(args: argparse.Namespace) -> int:
+    began = time.monotonic()
+    tars = _cluster().build()
+    print(f"cluster build: binaries and {len(tars)} images ready in {time.monotonic() - began:.0f} s")
+    return 0
 
+
+def cmd_images(args: argparse.Namespace) -> int:
     cluster = _cluster()
     began = time.monotonic()
-    tars = images.build_images(cluster.settings, names=args.names or None, echo=print)
+    tars = cluster.build_images(args.names)
     running = [c for c in cluster.containerds if c.running_record() is not None]
     if running:
         cluster.load_images(tars)

@@ -181,7 +181,10 @@ class KubeApiServer(ClusterComponent):
 
     def command(self) -> list[str]:
         serving_cert, serving_key = self.pki.cert("apiserver"), self.pki.key("apiserver")
-        kubelet_cert, kubelet_key = self.pki.cert("apiserver-kubelet-client"), self.pki.key("apiserver-kubelet-client")
+        kubelet_cert, kubelet_key = (
+            self.pki.cert("apiserver-kubelet-client"),
+            self.pki.key("apiserver-kubelet-client"),
+        )
         return self.wrap(
             [
                 str(kube_binary(self.settings, "kube-apiserver")),
@@ -214,10 +217,14 @@ class KubeApiServer(ClusterComponent):
         context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         context.load_cert_chain(str(self.pki.cert("admin")), str(self.pki.key("admin")))
         try:
-            with urllib.request.urlopen(f"{self.cluster.api_url}/readyz", timeout=5, context=context) as reply:
+            with urllib.request.urlopen(  # noqa: S310 (an https URL we build)
+                f"{self.cluster.api_url}/readyz", timeout=5, context=context
+            ) as reply:
                 if reply.status != 200:
                     raise NotReady(f"/readyz: HTTP {reply.status}")
-            with urllib.request.urlopen(f"{self.cluster.api_url}/version", timeout=5, context=context) as reply:
+            with urllib.request.urlopen(  # noqa: S310 (an https URL we build)
+                f"{self.cluster.api_url}/version", timeout=5, context=context
+            ) as reply:
                 return str(json.loads(reply.read())["gitVersion"]).lstrip("v")
         except urllib.error.HTTPError as exc:
             raise NotReady(f"/readyz: HTTP {exc.code}") from None
@@ -240,12 +247,13 @@ class KubeControllerManager(ClusterComponent):
         self.home.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
+        kubeconfig = self.cluster.state_dir / "kubeconfigs" / "controller-manager.json"
         return self.wrap(
             [
                 str(kube_binary(self.settings, "kube-controller-manager")),
-                f"--kubeconfig={self.cluster.state_dir / 'kubeconfigs' / 'controller-manager.json'}",
-                f"--authentication-kubeconfig={self.cluster.state_dir / 'kubeconfigs' / 'controller-manager.json'}",
-                f"--authorization-kubeconfig={self.cluster.state_dir / 'kubeconfigs' / 'controller-manager.json'}",
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1",
                 f"--cert-dir={self.home / 'certs'}",
                 f"--service-account-private-key-file={self.pki.service_account_key}",
@@ -373,14 +381,24 @@ class Containerd(NodeComponent):
         """Kill and delete every task and container (what a stopped kubelet left running)."""
         if not self.node.containerd_socket.exists():
             return
-        listed = subprocess.run(self.ctr("tasks", "ls", "-q"), capture_output=True, text=True, timeout=30, check=False)
+        listed = subprocess.run(
+            self.ctr("tasks", "ls", "-q"), capture_output=True, text=True, timeout=30, check=False
+        )
         for task in listed.stdout.split():
-            subprocess.run(self.ctr("tasks", "kill", "-s", "SIGKILL", task), capture_output=True, timeout=30, check=False)
+            subprocess.run(
+                self.ctr("tasks", "kill", "-s", "SIGKILL", task), capture_output=True, timeout=30, check=False
+            )
         for task in listed.stdout.split():
-            subprocess.run(self.ctr("tasks", "delete", "-f", task), capture_output=True, timeout=30, check=False)
-        listed = subprocess.run(self.ctr("containers", "ls", "-q"), capture_output=True, text=True, timeout=30, check=False)
+            subprocess.run(
+                self.ctr("tasks", "delete", "-f", task), capture_output=True, timeout=30, check=False
+            )
+        listed = subprocess.run(
+            self.ctr("containers", "ls", "-q"), capture_output=True, text=True, timeout=30, check=False
+        )
         for container in listed.stdout.split():
-            subprocess.run(self.ctr("containers", "delete", container), capture_output=True, timeout=30, check=False)
+            subprocess.run(
+                self.ctr("containers", "delete", container), capture_output=True, timeout=30, check=False
+            )
 
 
 class Kubelet(NodeComponent):
@@ -400,7 +418,10 @@ class Kubelet(NodeComponent):
         resolv = self.cluster.state_dir / "resolv.conf"
         if not resolv.exists():
             resolv.write_text("# pods resolve through the cluster DNS only\n")
-        cert, key = self.pki.cert(f"{self.node.name}-kubelet-serving"), self.pki.key(f"{self.node.name}-kubelet-serving")
+        cert, key = (
+            self.pki.cert(f"{self.node.name}-kubelet-serving"),
+            self.pki.key(f"{self.node.name}-kubelet-serving"),
+        )
         (self.home / "config.json").write_text(
             layout.render_kubelet_config(
                 self.node, ca_file=self.pki.ca_cert, cert_file=cert, key_file=key, resolv_conf=resolv
@@ -416,7 +437,7 @@ class Kubelet(NodeComponent):
                 f"--root-dir={self.node.kubelet_root}",
                 f"--hostname-override={self.node.name}",
                 f"--node-ip={self.node.address}",
-                "--node-labels=userstream.dev/pool=workers",
+                "--node-labels=userstream.io/pool=workers",
                 "--v=1",
             ]
         )
@@ -508,12 +529,6 @@ class Provisioner(ClusterComponent):
 
 
 def sandbox_image() -> str:
-    return f"userstream-pause:{version('PAUSE_IMAGE_VERSION')}" if _has_pin("PAUSE_IMAGE_VERSION") else "userstream-pause:1.0"
+    from userstream.cluster import images
 
-
-def _has_pin(key: str) -> bool:
-    try:
-        version(key)
-    except KeyError:
-        return False
-    return True
+    return images.image_ref("pause")

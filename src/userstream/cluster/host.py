@@ -36,7 +36,9 @@ class HostError(UserstreamError):
     """A host command failed; the message has the command and its output."""
 
 
-def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str], *, check: bool = True, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         output = (result.stderr or result.stdout).strip()
@@ -238,7 +240,7 @@ def unmount_all(prefixes: Sequence[Path]) -> int:
 
 def cgroup_dirs(cgroup_root: str) -> list[Path]:
     """Our cgroup folder in every mounted hierarchy (cgroup v1 has one per controller)."""
-    dirs = []
+    dirs: list[Path] = []
     if not CGROUP_ROOT.is_dir():
         return dirs
     for hierarchy in CGROUP_ROOT.iterdir():
@@ -268,7 +270,9 @@ def remove_cgroups(cgroup_root: str, timeout_s: float = 20.0) -> list[Path]:
     while True:
         left = []
         for top in cgroup_dirs(cgroup_root):
-            subdirs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+            subdirs = sorted(
+                (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+            )
             for directory in [*subdirs, top]:
                 try:
                     directory.rmdir()

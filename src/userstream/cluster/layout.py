@@ -156,7 +156,9 @@ def render_kubeconfig(*, server: str, ca_file: Path, cert_file: Path, key_file: 
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "userstream", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "clusters": [
+            {"name": "userstream", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
+        ],
         "users": [
             {"name": user, "user": {"client-certificate": str(cert_file), "client-key": str(key_file)}}
         ],
@@ -171,6 +173,8 @@ def render_containerd_config(node: Node, *, sandbox_image: str, cni_bin_dir: str
 
     ``restrict_oom_score_adj``: runc cannot lower a container's OOM score without
     CAP_SYS_RESOURCE, which this kind of machine lacks (containerd 1.6 docs/cri/config.md).
+    ``netns_mounts_under_state_dir`` (containerd 1.6.20 CRI config) keeps the pods' network
+    namespaces under the node's folder.
     """
     base = node.home / "containerd"
     return f"""version = 2
@@ -202,6 +206,8 @@ disabled_plugins = [
   tolerate_missing_hugetlb_controller = true
   disable_hugetlb_controller = true
   enable_selinux = false
+  # pods' network namespaces under the state folder, not /run/netns, so `down` finds them
+  netns_mounts_under_state_dir = true
 
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -244,7 +250,9 @@ def render_cni_config(node: Node) -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
-def render_kubelet_config(node: Node, *, ca_file: Path, cert_file: Path, key_file: Path, resolv_conf: Path) -> str:
+def render_kubelet_config(
+    node: Node, *, ca_file: Path, cert_file: Path, key_file: Path, resolv_conf: Path
+) -> str:
     """KubeletConfiguration (kubelet.config.k8s.io/v1beta1) for one node, as JSON (valid YAML)."""
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",

@@ -107,7 +107,13 @@ class Provisioner:
             # pods run as arbitrary non-root users and kubelet applies no fsGroup to host paths
             folder.chmod(0o777)
             self.api.create_persistent_volume(volume_for(claim, folder))
-            log.info("provisioned %s for %s/%s at %s", volume_name(meta["uid"]), meta["namespace"], meta["name"], folder)
+            log.info(
+                "provisioned %s for %s/%s at %s",
+                volume_name(meta["uid"]),
+                meta["namespace"],
+                meta["name"],
+                folder,
+            )
         for volume in volume_items:
             if not released(volume):
                 continue

@@ -138,9 +138,7 @@ def bring_up(
             with lock:
                 errors.append(str(exc))
 
-    threads = [
-        threading.Thread(target=one, args=(c, r), name=f"up-{c.name}", daemon=True) for c, r in work
-    ]
+    threads = [threading.Thread(target=one, args=(c, r), name=f"up-{c.name}", daemon=True) for c, r in work]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -212,7 +210,9 @@ class LocalStack:
             self.fetch()
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
-        self.started.extend(bring_up([(c, None) for c in to_start] + to_wait, echo=self.echo))
+        work: list[tuple[Component, processes.PidRecord | None]] = [(c, None) for c in to_start]
+        work += to_wait
+        self.started.extend(bring_up(work, echo=self.echo))
         return [self.status_of(self.components[name]) for name in names]
 
     # --- down ----------------------------------------------------------------------------------
