@@ -42,27 +42,69 @@ def dockerfile_args(path: Path) -> dict[str, str | None]:
     return {name: default for name, default in _ARG.findall(path.read_text(encoding="utf-8"))}
 
 
+# Images of our own that another Dockerfile builds on: ARG USERSTREAM_<NAME>_IMAGE, default
+# userstream-<name>:<project version> (the build passes the tag it built)
+_OWN_IMAGE_ARG = re.compile(r"USERSTREAM_([A-Z0-9_]+)_IMAGE")
+
+
 def test_every_image_has_a_dockerfile() -> None:
-    assert {path.parent.name for path in DOCKERFILES} == {"ingest", "spark", "airflow"}
+    assert {path.parent.name for path in DOCKERFILES} == {
+        "ingest",
+        "spark",
+        "airflow",
+        "spark-operator",
+        "cloudnative-pg",
+        "postgres",
+        "pause",
+        "coredns",
+    }
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
 def test_dockerfile_arg_defaults_equal_versions_env(dockerfile: Path) -> None:
     args = dockerfile_args(dockerfile)
-    assert args, f"{dockerfile} declares no ARG"
     for name, default in args.items():
+        own = _OWN_IMAGE_ARG.fullmatch(name)
+        if own:
+            expected = f"userstream-{own.group(1).lower().replace('_', '-')}:{PROJECT_VERSION}"
+            assert default == expected, f"{dockerfile}: ARG {name}={default}, expected {expected}"
+            continue
         assert name in PINS, f"{dockerfile}: ARG {name} is not pinned in versions.env"
         assert default == PINS[name], f"{dockerfile}: ARG {name}={default} but versions.env says {PINS[name]}"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
 def test_dockerfile_bases_come_from_pinned_args(dockerfile: Path) -> None:
+    stages: set[str] = set()
     for line in dockerfile.read_text(encoding="utf-8").splitlines():
         if line.startswith("FROM "):
-            base = line.split()[1]
-            assert base.startswith("${") or base in {"wheels", "pom", "jars"}, (
-                f"{dockerfile}: {line!r} must name a pinned ARG"
+            words = line.split()
+            base = words[1]
+            assert base.startswith("${") or base in stages or base == "scratch", (
+                f"{dockerfile}: {line!r} must name a pinned ARG, an earlier stage or scratch"
             )
+            if len(words) == 4 and words[2].upper() == "AS":
+                stages.add(words[3])
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
+def test_images_built_here_start_from_the_debian_base(dockerfile: Path) -> None:
+    """Every image but Airflow builds FROM Debian's slim image (made locally where nothing can be
+    pulled) or FROM another of our images or scratch: no other upstream base."""
+    if dockerfile.parent.name == "airflow":
+        return
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        if line.startswith("FROM ${"):
+            arg = line.split()[1].removeprefix("${").removesuffix("}")
+            assert arg == "DEBIAN_IMAGE" or _OWN_IMAGE_ARG.fullmatch(arg), f"{dockerfile}: {line!r}"
+    assert PINS["DEBIAN_IMAGE"] == "debian:bookworm-slim"
+
+
+def test_every_image_pin_is_used() -> None:
+    texts = "\n".join(path.read_text(encoding="utf-8") for path in DOCKERFILES)
+    for key in PINS:
+        if key.endswith("_IMAGE") and key != "KIND_NODE_IMAGE":
+            assert f"ARG {key}=" in texts, f"versions.env pins {key}, but no Dockerfile uses it"
 
 
 def _pyproject_requirements() -> list[str]:

@@ -1,0 +1,3 @@
+module userstream.local/pause
+
+go 1.22
