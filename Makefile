@@ -193,13 +193,15 @@ kind-down: ## Delete the kind cluster KIND_CLUSTER and everything in it
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 	@echo "next: make kind-up to start again"
 
+# With Docker (`docker info` works): the userstream-ingest, -spark and -airflow images kind uses.
+# Without Docker: buildah builds every image but Airflow from the same Dockerfiles on a
+# debian:bookworm-slim made with debootstrap, plus the operator, PostgreSQL, CoreDNS and pause images
+# of `userstream cluster` (needs root; src/userstream/cluster/images.py). IMAGES=ingest builds one.
+IMAGES ?=
 .PHONY: images
-images: ## Build the userstream-ingest, -spark and -airflow images, tagged IMAGE_TAG
-	@for image in $(K8S_IMAGES); do \
-	  echo "== userstream-$$image:$(IMAGE_TAG)"; \
-	  $(DOCKER) build -f images/$$image/Dockerfile -t userstream-$$image:$(IMAGE_TAG) . || exit 1; \
-	done
-	@echo "next: make kind-load (into kind) or push them to your registry"
+images: install ## Build the images, tagged IMAGE_TAG: with docker, else here with buildah (IMAGES=ingest ...)
+	USERSTREAM_IMAGE_TAG=$(IMAGE_TAG) $(PY) -m userstream.cluster.images $(IMAGES)
+	@echo "next: make kind-load (into kind), userstream cluster images --load, or push them to your registry"
 
 .PHONY: kind-load
 kind-load: ## Load the built images into the kind nodes
