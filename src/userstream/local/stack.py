@@ -111,15 +111,19 @@ def component_status(component: Component) -> ComponentStatus:
 
 
 def bring_up(
-    work: Sequence[tuple[Component, processes.PidRecord | None]], *, echo: Callable[[str], None]
+    work: Sequence[tuple[Component, processes.PidRecord | None]],
+    *,
+    echo: Callable[[str], None],
+    started: list[str] | None = None,
 ) -> list[str]:
     """Start (record None) or just wait for (a running record) each component, all in parallel.
 
     Each is prepared, started, probed until it answers and given its ``after_ready`` work.
-    Returns the names of the components it started; raises StartError with every failure.
+    Appends the names of the components it starts to ``started`` (also when another one fails)
+    and returns them; raises StartError with every failure.
     """
     errors: list[str] = []
-    started: list[str] = []
+    started = [] if started is None else started
     lock = threading.Lock()
 
     def one(component: Component, record: processes.PidRecord | None) -> None:
@@ -212,7 +216,7 @@ class LocalStack:
 
         work: list[tuple[Component, processes.PidRecord | None]] = [(c, None) for c in to_start]
         work += to_wait
-        self.started.extend(bring_up(work, echo=self.echo))
+        bring_up(work, echo=self.echo, started=self.started)
         return [self.status_of(self.components[name]) for name in names]
 
     # --- down ----------------------------------------------------------------------------------
