@@ -96,7 +96,7 @@ def test_buildah_command_runs_steps_with_runc_host_network_and_the_sandbox_limit
         "overlay",
     ]
     assert "bud --layers --pull=never --format docker --network host --runtime runc" in text
-    assert "--ulimit nofile=20000:20000 --ulimit nproc=4096:4096" in text
+    assert "--force-rm --ulimit nofile=20000:20000 --ulimit nproc=4096:4096" in text
     assert f"-v {tmp_path}/trust:{images.BUILD_TRUST_DIR}:ro" in text
     assert "--build-arg DEBIAN_IMAGE=debian:bookworm-slim" in text
     assert command[-5:] == ["-f", "images/ingest/Dockerfile", "-t", "userstream-ingest:0.1.0", "."]

@@ -432,6 +432,8 @@ def buildah_bud_command(
         CONTAINER_RUNTIME,
         "--isolation",
         "oci",
+        # remove the step containers also when a step fails (no mounts or containers left behind)
+        "--force-rm",
     ]
     for ulimit in ULIMITS:
         command += ["--ulimit", ulimit]
