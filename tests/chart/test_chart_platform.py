@@ -92,3 +92,14 @@ def test_install_order_puts_cert_manager_first_and_airflow_last() -> None:
     order = re.search(r"ORDER=\(([^)]*)\)", script)
     assert order is not None
     assert order.group(1).split() == RELEASES
+
+
+def test_airflow_jobs_are_not_hooks_so_helm_wait_can_finish() -> None:
+    """Airflow chart 1.22.0 runs the DB migration and user creation as post-install hooks unless
+    useHelmHooks is false; Helm runs post-install hooks only after --wait succeeds, and the
+    scheduler/API server wait for the migration. The chart docs: with --wait set useHelmHooks and
+    applyCustomEnv to false on both Jobs."""
+    values = _values("airflow")
+    for job in ("migrateDatabaseJob", "createUserJob"):
+        assert values[job]["useHelmHooks"] is False, f"{job}.useHelmHooks must be false under --wait"
+        assert values[job]["applyCustomEnv"] is False, f"{job}.applyCustomEnv must be false under --wait"
