@@ -81,7 +81,7 @@ def test_install_script_pins_every_release() -> None:
     }
     for release, (namespace, chart, version) in expected.items():
         pattern = (
-            rf"release {re.escape(release)} {re.escape(namespace)} {re.escape(chart)} \"?\$\{{?{version}"
+            rf"release {re.escape(release)} {re.escape(namespace)} {re.escape(chart)} \"v?\$\{{{version}\}}\""
         )
         assert re.search(pattern, script), f"install.sh does not install {release} ({chart}) at {version}"
         assert version in VERSIONS
