@@ -176,7 +176,16 @@ class TestPostgres:
         cluster = one(docs, "Cluster", "userstream-staging")
         assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
         assert jpath(cluster, "spec.bootstrap.initdb") == {"database": "userstream", "owner": "userstream"}
-        assert cluster["spec"]["imageName"].endswith(":" + VERSIONS["POSTGRES_MAJOR"])
+        image = cluster["spec"]["imageName"]
+        assert image == VERSIONS["POSTGRES_IMAGE"]
+        # a full version and OS variant, not the deprecated rolling major tag (`:18`, bullseye based)
+        tag = image.rsplit(":", 1)[1]
+        assert tag.startswith(VERSIONS["POSTGRES_MAJOR"] + ".")
+        assert re.fullmatch(r"\d+\.\d+-(system|minimal|standard)-[a-z]+", tag), tag
+
+    def test_rolling_major_tag_is_refused(self) -> None:
+        error = render_error({"postgres": {"imageName": "ghcr.io/cloudnative-pg/postgresql:18"}})
+        assert "imageName" in error
 
     def test_disabled(self) -> None:
         assert (
@@ -199,8 +208,12 @@ class TestStreaming:
         assert spec["mainApplicationFile"] == "local:///opt/userstream/spark-apps/users_stream.py"
         assert spec["sparkVersion"] == VERSIONS["SPARK_VERSION"]
         assert spec["image"] == "userstream-spark:0.1.0"
-        assert spec["restartPolicy"]["type"] == "OnFailure"
-        assert spec["restartPolicy"]["onFailureRetries"] >= 1
+        # an unbounded stream: restarted after a clean exit and after any number of failures, with
+        # the operator's linear back-off (spark-operator v2.5.2 pkg/util/sparkapplication.go)
+        assert spec["restartPolicy"]["type"] == "Always"
+        assert "onFailureRetries" not in spec["restartPolicy"]
+        assert spec["restartPolicy"]["onFailureRetryInterval"] >= 10
+        assert spec["restartPolicy"]["onSubmissionFailureRetryInterval"] >= 10
         assert spec["executor"]["instances"] >= 2
         assert spec["driver"]["serviceAccount"] == "userstream-spark"
         for role in ("driver", "executor"):
@@ -226,13 +239,17 @@ class TestStreaming:
     def test_checkpoint_on_a_claim(self) -> None:
         docs = render_chart(show_only=["templates/streaming/checkpoint-pvc.yaml"])
         claim = one(docs, "PersistentVolumeClaim", "userstream-stream-checkpoints")
-        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+        # the defaults ask for what every StorageClass provides (kind's local-path has no RWX)
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
         app = self._app()
         volumes = {v["name"]: v for v in app["spec"]["volumes"]}
         assert volumes["checkpoint"]["persistentVolumeClaim"]["claimName"] == "userstream-stream-checkpoints"
+        mounts = {m["name"]: m["mountPath"] for m in app["spec"]["driver"]["volumeMounts"]}
+        assert mounts["checkpoint"] == "/var/lib/userstream/checkpoints"
+        assert "checkpoint" not in {m["name"] for m in app["spec"]["executor"]["volumeMounts"]}
+        cloud = self._app(files=(CHART / "ci" / "cloud-values.yaml",))
         for role in ("driver", "executor"):
-            mounts = {m["name"]: m["mountPath"] for m in app["spec"][role]["volumeMounts"]}
-            assert mounts["checkpoint"] == "/var/lib/userstream/checkpoints"
+            assert "checkpoint" in {m["name"] for m in cloud["spec"][role]["volumeMounts"]}, role
             assert mounts["tmp"] == "/tmp"
 
     def test_kind_profile_mounts_the_checkpoint_in_the_driver_only(self) -> None:
@@ -378,6 +395,12 @@ class TestNetworkPolicies:
         ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])]
         assert set(ports) == {5432, 8000}
 
+    def test_strimzi_operator_reaches_the_broker_ports_it_uses(self) -> None:
+        """Strimzi 1.2.0 (KafkaCluster.java): control plane 9090, replication 9091, Kafka agent 8443."""
+        policy = self._policies()["userstream-kafka-operator"]
+        ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+        assert ports == {9090, 9091, 8443}
+
     def test_metrics_scrape(self) -> None:
         policy = self._policies()["userstream-stream"]
         scrape = policy["spec"]["ingress"][1]
@@ -408,7 +431,7 @@ class TestCheckValues:
                 "set kafka.externalBootstrapServers",
             ),
             (
-                {"streaming": {"checkpoint": {"accessMode": "ReadWriteOnce"}}},
+                {"streaming": {"checkpoint": {"accessMode": "ReadWriteOnce", "mountInExecutors": True}}},
                 "ReadWriteOnce cannot be mounted",
             ),
         ],
