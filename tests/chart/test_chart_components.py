@@ -284,6 +284,24 @@ class TestStreaming:
             "exposeExecutorMetrics": False,
         }
 
+    def test_metrics_config_is_mounted_wherever_spark_is_told_to_load_it(self) -> None:
+        """spark-operator v2.5.2 sets spark.metrics.conf for driver and executors alike but mounts its
+        own ConfigMap only where metrics are exposed (the driver): the chart's file, named by
+        monitoring.metricsPropertiesFile, is mounted in both roles."""
+        docs = render_chart()
+        app = one(docs, "SparkApplication", "userstream-stream")
+        path = app["spec"]["monitoring"]["metricsPropertiesFile"]
+        folder, _, name = path.rpartition("/")
+        volume = {v["name"]: v for v in app["spec"]["volumes"]}["spark-metrics"]
+        config = one(docs, "ConfigMap", volume["configMap"]["name"])
+        assert "*.sink.jmx.class" in config["data"][name]
+        assert app["spec"]["monitoring"]["exposeExecutorMetrics"] is False
+        for role in ("driver", "executor"):
+            mounts = {m["name"]: m["mountPath"] for m in app["spec"][role]["volumeMounts"]}
+            assert mounts["spark-metrics"] == folder, role
+        off = render_chart({"streaming": {"metrics": {"enabled": False}}})
+        assert not [d for d in by_kind(off, "ConfigMap") if d["metadata"]["name"].endswith("-metrics")]
+
     def test_disabled(self) -> None:
         docs = render_chart({"streaming": {"enabled": False}})
         assert not by_kind(docs, "SparkApplication")

@@ -154,11 +154,17 @@ env:
   {{- include "userstream.kafkaCredentialsEnv" (dict "root" $root "user" (include "userstream.streamName" $root)) | nindent 2 }}
   {{- include "userstream.cassandraCredentialsEnv" $root | nindent 2 }}
 {{- end }}
+{{- define "userstream.sparkMetricsDir" -}}/etc/userstream/spark-metrics{{- end -}}
 {{- define "userstream.sparkMounts" -}}
 - name: tmp
   mountPath: /tmp
 - name: work-dir
   mountPath: /opt/spark/work-dir
+{{- if .Values.streaming.metrics.enabled }}
+- name: spark-metrics
+  mountPath: {{ include "userstream.sparkMetricsDir" . }}
+  readOnly: true
+{{- end }}
 {{- if .Values.kafka.listener.tls }}
 - name: kafka-ca
   mountPath: {{ include "userstream.kafkaCaDir" . }}
