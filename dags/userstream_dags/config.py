@@ -50,8 +50,9 @@ class DagConfig:
     # CloudNativePG application Secret of the staging database
     postgres_secret: str = "userstream-staging-app"  # noqa: S105 - a Secret's name, not its value
     postgres_dsn_key: str = "uri"
-    # K8ssandra superuser Secret (the freshness check reads Cassandra)
-    cassandra_secret: str = "userstream-cassandra-superuser"  # noqa: S105 - a Secret's name, not its value
+    # The read-only Cassandra role's Secret (charts/userstream creates it; the freshness check reads
+    # Cassandra with SELECT on the table only, never as the superuser)
+    cassandra_secret: str = "userstream-cassandra-reader"  # noqa: S105 - a Secret's name, not its value
 
     # The streaming consumer
     spark_application: str = "userstream-stream"

@@ -268,9 +268,14 @@ class TestStreaming:
                 "name": "userstream-stream",
                 "key": "password",
             }
+            # the stream writes as the least-privilege writer role, never as the superuser
             assert env["USERSTREAM_CASSANDRA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-                "name": "userstream-cassandra-superuser",
+                "name": "userstream-cassandra-writer",
                 "key": "password",
+            }
+            assert env["USERSTREAM_CASSANDRA_USERNAME"]["valueFrom"]["secretKeyRef"] == {
+                "name": "userstream-cassandra-writer",
+                "key": "username",
             }
         ca = {v["name"]: v for v in app["spec"]["volumes"]}["kafka-ca"]
         assert ca["secret"]["secretName"] == "userstream-kafka-cluster-ca-cert"
@@ -321,7 +326,7 @@ class TestMigrateJob:
         pod = self._job()["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert container["image"] == "userstream-ingest:0.1.0"
-        assert container["args"] == ["cassandra", "migrate"]
+        assert container["args"] == ["cassandra", "migrate", "--wait-seconds", "1500"]
         assert pod["serviceAccountName"] == "userstream-ingest"
         assert pod["automountServiceAccountToken"] is False
         env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
@@ -329,6 +334,56 @@ class TestMigrateJob:
             "name": "userstream-cassandra-superuser",
             "key": "username",
         }
+        # the superuser creates the clients' roles, whose names and passwords come from their Secrets
+        assert env["USERSTREAM_CASSANDRA_WRITER_ROLE"] == {
+            "name": "userstream-cassandra-writer",
+            "key": "username",
+        }
+        assert env["USERSTREAM_CASSANDRA_WRITER_PASSWORD"] == {
+            "name": "userstream-cassandra-writer",
+            "key": "password",
+        }
+        assert env["USERSTREAM_CASSANDRA_READER_ROLE"] == {
+            "name": "userstream-cassandra-reader",
+            "key": "username",
+        }
+
+    def test_only_the_migration_uses_the_superuser(self) -> None:
+        users = set()
+        for doc in render_chart():
+            text = str(doc)
+            if "userstream-cassandra-superuser" in text:
+                users.add(f"{doc['kind']}/{doc['metadata']['name']}")
+        assert users == {"Job/userstream-cassandra-migrate"}
+
+    def test_the_wait_for_cql_and_the_job_end_inside_helms_timeout(self) -> None:
+        """One timeout everywhere: Helm waits for this hook for DEPLOY_TIMEOUT (versions.env)."""
+        job = self._job()
+        wait = int(job["spec"]["template"]["spec"]["containers"][0]["args"][-1])
+        deadline = job["spec"]["activeDeadlineSeconds"]
+        helm_timeout = VERSIONS["DEPLOY_TIMEOUT"]
+        assert helm_timeout.endswith("m")
+        assert wait < deadline < int(helm_timeout[:-1]) * 60
+        assert job["spec"]["backoffLimit"] <= 2, "the wait is explicit, not Job back-off"
+
+    def test_role_secrets_are_generated_not_configured(self) -> None:
+        show = ["templates/cassandra/role-secrets.yaml"]
+        first, second = (
+            render_chart(show_only=show),
+            render_chart({"nameOverride": ""}, show_only=show),
+        )
+        assert {d["metadata"]["name"] for d in first} == {
+            "userstream-cassandra-writer",
+            "userstream-cassandra-reader",
+        }
+        import base64
+
+        for a, b in zip(first, second, strict=True):
+            assert a["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+            assert len(base64.b64decode(a["data"]["password"])) >= 32
+            assert a["data"]["password"] != b["data"]["password"], "a random password, not a value"
+        roles = {base64.b64decode(d["data"]["username"]).decode() for d in first}
+        assert roles == {"userstream_writer", "userstream_reader"}
 
     def test_disabled(self) -> None:
         docs = render_chart(
@@ -452,6 +507,10 @@ class TestCheckValues:
                 {"streaming": {"checkpoint": {"accessMode": "ReadWriteOnce", "mountInExecutors": True}}},
                 "ReadWriteOnce cannot be mounted",
             ),
+            (
+                {"migrate": {"cqlWaitSeconds": 1800, "activeDeadlineSeconds": 1700}},
+                "must be larger than migrate.cqlWaitSeconds",
+            ),
         ],
     )
     def test_bad_combinations_fail(self, values: dict, message: str) -> None:
@@ -470,3 +529,19 @@ class TestNotes:
         assert "kubectl port-forward svc/airflow-api-server 8080:8080 -n userstream" in notes
         assert "secret userstream-cassandra-superuser" in notes
         assert "cqlsh" in notes
+
+
+def test_dags_read_cassandra_with_the_reader_role_the_chart_creates() -> None:
+    """The freshness check's Secret (dags/userstream_dags/config.py) is the chart's reader Secret."""
+    import sys
+
+    sys.path.insert(0, str(CHART.parents[1] / "dags"))
+    from userstream_dags.config import DagConfig
+
+    secrets = {
+        d["metadata"]["name"]
+        for d in render_chart(show_only=["templates/cassandra/role-secrets.yaml"])
+        if d["kind"] == "Secret"
+    }
+    assert DagConfig().cassandra_secret in secrets
+    assert DagConfig().cassandra_secret.endswith("-reader")
