@@ -431,7 +431,34 @@ class TestRbac:
         }
         subjects = one(docs, "RoleBinding")["subjects"]
         assert {s["name"] for s in subjects} == {"airflow-worker", "airflow-scheduler", "airflow-triggerer"}
-        assert {s["namespace"] for s in subjects} == {"userstream"}
+        # Airflow runs in a namespace of its own, never beside the data plane's Secrets
+        assert {s["namespace"] for s in subjects} == {"airflow"}
+
+    def test_pods_airflow_creates_here_are_limited_by_an_admission_policy(self) -> None:
+        docs = render_chart(show_only=["templates/rbac/airflow-pod-policy.yaml"])
+        policy = one(docs, "ValidatingAdmissionPolicy")
+        binding = one(docs, "ValidatingAdmissionPolicyBinding")
+        assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+        assert binding["spec"]["validationActions"] == ["Deny"]
+        assert binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "userstream"
+        }
+        condition = policy["spec"]["matchConditions"][0]["expression"]
+        for account in ("airflow-worker", "airflow-scheduler", "airflow-triggerer"):
+            assert f"system:serviceaccount:airflow:{account}" in condition
+        allowed = next(v for v in policy["spec"]["variables"] if v["name"] == "allowedSecrets")
+        assert allowed["expression"] == (
+            '["userstream-ingest","userstream-kafka-cluster-ca-cert","userstream-staging-app",'
+            '"userstream-cassandra-reader"]'
+        )
+        assert "superuser" not in str(policy)
+        assert (
+            render_chart(
+                {"airflow": {"podPolicy": {"enabled": False}}},
+                show_only=["templates/rbac/airflow-pod-policy.yaml"],
+            )
+            == []
+        )
 
     def test_pod_exec_only_on_request(self) -> None:
         docs = render_chart(
@@ -479,9 +506,8 @@ class TestNetworkPolicies:
         scrape = policy["spec"]["ingress"][1]
         assert scrape["ports"] == [{"protocol": "TCP", "port": 8090}]
 
-    def test_airflow_components_reach_each_other(self) -> None:
-        policies = self._policies()
-        assert {"userstream-airflow-components", "userstream-airflow-database"} <= set(policies)
+    def test_no_airflow_policy_here_airflow_has_its_own_namespace(self) -> None:
+        assert not [name for name in self._policies() if "airflow" in name]
 
     def test_disabled(self) -> None:
         assert self._policies({"networkPolicy": {"enabled": False}}) == {}
@@ -526,8 +552,10 @@ class TestNotes:
         )  # fmt: skip
         notes = out.split("NOTES:", 1)[1]
         assert "kubectl get sparkapplication -n userstream" in notes
-        assert "kubectl port-forward svc/airflow-api-server 8080:8080 -n userstream" in notes
-        assert "secret userstream-cassandra-superuser" in notes
+        assert "kubectl port-forward svc/airflow-api-server 8080:8080 -n airflow" in notes
+        assert "make airflow-ui" in notes
+        assert "secret userstream-cassandra-reader" in notes
+        assert "superuser" not in notes
         assert "cqlsh" in notes
 
 
