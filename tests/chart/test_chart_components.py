@@ -573,3 +573,31 @@ def test_dags_read_cassandra_with_the_reader_role_the_chart_creates() -> None:
     }
     assert DagConfig().cassandra_secret in secrets
     assert DagConfig().cassandra_secret.endswith("-reader")
+
+
+@pytest.mark.parametrize("release", ["userstream", "etl", "userstream-b"])
+def test_dag_config_derives_the_names_the_chart_renders(release: str) -> None:
+    """USERSTREAM_DAG_RELEASE gives the DAGs the names of a chart installed under any release name,
+    and the CA mount the DAGs use is where the chart's settings say it is."""
+    import sys
+
+    import yaml
+    from chart_helpers import run_helm
+
+    sys.path.insert(0, str(CHART.parents[1] / "dags"))
+    from userstream_dags.config import DagConfig
+
+    docs = [d for d in yaml.safe_load_all(run_helm("template", release, str(CHART), "-n", "userstream")) if d]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    config = DagConfig.from_env({"USERSTREAM_DAG_RELEASE": release})
+    assert ("ServiceAccount", config.service_account) in names
+    assert ("ConfigMap", config.settings_configmap) in names
+    assert ("KafkaUser", config.kafka_user_secret) in names
+    assert ("Secret", config.cassandra_secret) in names
+    assert ("SparkApplication", config.spark_application) in names
+    assert ("Cluster", config.postgres_secret.removesuffix("-app")) in names
+    assert ("Kafka", config.kafka_ca_secret.removesuffix("-cluster-ca-cert")) in names
+    settings = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == config.settings_configmap
+    )
+    assert settings["data"]["USERSTREAM_KAFKA_SSL_CAFILE"] == config.kafka_ca_file
