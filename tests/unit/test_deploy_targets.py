@@ -222,3 +222,9 @@ def test_skaffold_syncs_no_dag_files_into_running_pods() -> None:
     for profile in config.get("profiles", []):
         for patch in profile.get("patches", []):
             assert "/sync" not in patch["path"], profile["name"]
+
+
+def test_status_counts_rows_as_the_read_only_role() -> None:
+    script = (REPO / "k8s" / "status.sh").read_text(encoding="utf-8")
+    assert '"$RELEASE-cassandra-reader"' in script
+    assert "superuser" not in script
