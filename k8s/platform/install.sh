@@ -49,6 +49,9 @@ if [[ -z "${IMAGE_TAG:-}" ]]; then
   IMAGE_TAG="$(python3 "$ROOT/k8s/tools/image_tag.py")"
 fi
 
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
 # Every call goes to the same cluster: KUBE_CONTEXT when set, else the current context.
 helm_() {
   if [[ -n "$KUBE_CONTEXT" ]]; then "$HELM" --kube-context "$KUBE_CONTEXT" "$@"; else "$HELM" "$@"; fi
@@ -132,9 +135,7 @@ install_airflow() {
   kubectl_ -n "$AIRFLOW_NAMESPACE" delete job airflow-run-airflow-migrations airflow-create-user \
     --ignore-not-found --wait=true
   # The DAGs launch the ingestion pods with the image of the same build (USERSTREAM_DAG_INGEST_IMAGE)
-  local image_values
-  image_values="$(mktemp)"
-  trap 'rm -f "$image_values"' RETURN
+  local image_values="$WORK/airflow-image.values.yaml"
   cat >"$image_values" <<EOF
 extraEnv: |
   - name: USERSTREAM_DAG_INGEST_IMAGE
