@@ -165,13 +165,22 @@ SKAFFOLD ?= skaffold
 KIND_CLUSTER ?= userstream
 KIND_CONFIG ?= k8s/kind-config.yaml
 K8S_NAMESPACE ?= userstream
+AIRFLOW_NAMESPACE ?= airflow
+AIRFLOW_UI_PORT ?= 8080
 CHART_VALUES ?= charts/userstream/ci/kind-values.yaml
-# Images are tagged with the project version, which the chart, the Airflow values and the DAGs use
-IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# Images are tagged by content (k8s/tools/image_tag.py: project version + digest of the files they are
+# built from), computed once per make run; the chart, the Airflow release and the DAGs' ingest image
+# all get this tag, so a deploy after a change rolls the pods and one without a change rolls nothing.
+ifeq ($(origin IMAGE_TAG),undefined)
+IMAGE_TAG := $(shell $(PYTHON) k8s/tools/image_tag.py)
+endif
 K8S_IMAGES := ingest spark airflow
-DEPLOY_TIMEOUT ?= 20m
+# DEPLOY_TIMEOUT (versions.env) is the one helm --timeout of every release (install.sh, deploy, skaffold)
 KIND_CONTEXT = kind-$(KIND_CLUSTER)
-K8S_ENV = HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) KUBE_CONTEXT=$(KIND_CONTEXT)
+# kind's local-path storage has no ReadWriteMany: the Airflow task-log claim is ReadWriteOnce there
+K8S_ENV = HELM=$(abspath $(HELM)) KUBECTL=$(abspath $(KUBECTL)) KUBE_CONTEXT=$(KIND_CONTEXT) \
+  TIMEOUT=$(DEPLOY_TIMEOUT) NAMESPACE=$(K8S_NAMESPACE) AIRFLOW_NAMESPACE=$(AIRFLOW_NAMESPACE) \
+  IMAGE_TAG=$(IMAGE_TAG) AIRFLOW_LOGS_ACCESS_MODE=ReadWriteOnce
 
 .PHONY: k8s-bin
 k8s-bin: install
@@ -211,7 +220,7 @@ kind-load: ## Load the built images into the kind nodes
 	@echo "next: make deploy"
 
 .PHONY: platform
-platform: k8s-bin ## Install the operators and Airflow (k8s/platform/install.sh) into the current cluster
+platform: k8s-bin ## Install the operators and Airflow (k8s/platform/install.sh) into the kind cluster (context kind-KIND_CLUSTER)
 	$(K8S_ENV) bash k8s/platform/install.sh
 
 .PHONY: deploy
@@ -219,20 +228,30 @@ deploy: kind-up images kind-load platform ## Everything on kind: cluster, images
 	$(HELM) upgrade --install userstream charts/userstream --kube-context $(KIND_CONTEXT) \
 	  --namespace $(K8S_NAMESPACE) --create-namespace -f $(CHART_VALUES) \
 	  --set image.ingest.tag=$(IMAGE_TAG) --set image.spark.tag=$(IMAGE_TAG) \
+	  --set airflow.namespace=$(AIRFLOW_NAMESPACE) \
 	  --wait --timeout $(DEPLOY_TIMEOUT)
-	@echo "next: make status; Airflow UI at http://localhost:8080 (or"
-	@echo "      kubectl -n $(K8S_NAMESPACE) port-forward svc/airflow-api-server 8080:8080); trigger DAG users_ingest"
+	@echo "next: make status; make airflow-ui (http://localhost:$(AIRFLOW_UI_PORT)), trigger DAG users_ingest"
+
+.PHONY: airflow-ui
+airflow-ui: k8s-bin ## Airflow UI/API on http://localhost:AIRFLOW_UI_PORT (kubectl port-forward; Ctrl-C stops)
+	@echo "Airflow UI: http://localhost:$(AIRFLOW_UI_PORT) (Ctrl-C stops)"
+	$(KUBECTL) --context $(KIND_CONTEXT) -n $(AIRFLOW_NAMESPACE) port-forward svc/airflow-api-server $(AIRFLOW_UI_PORT):8080
 
 .PHONY: undeploy
 undeploy: k8s-bin ## Uninstall the userstream and airflow releases (operators stay; make kind-down removes all)
 	-$(HELM) uninstall userstream --kube-context $(KIND_CONTEXT) --namespace $(K8S_NAMESPACE) --wait
-	-$(HELM) uninstall airflow --kube-context $(KIND_CONTEXT) --namespace $(K8S_NAMESPACE) --wait
+	-$(HELM) uninstall airflow --kube-context $(KIND_CONTEXT) --namespace $(AIRFLOW_NAMESPACE) --wait
 	@echo "next: make deploy to install again, or make kind-down"
 
 .PHONY: dev
-dev: kind-up platform ## skaffold dev loop on kind: rebuild and redeploy on every change (Ctrl-C stops)
-	@command -v $(SKAFFOLD) >/dev/null || { echo "error: $(SKAFFOLD) not found: install skaffold (docs/kubernetes.md)"; exit 1; }
-	PATH="$(abspath $(dir $(HELM))):$$PATH" $(SKAFFOLD) dev -p kind,dev --kube-context $(KIND_CONTEXT)
+# The platform's Airflow release runs the userstream-airflow image: build and load it before installing it.
+# skaffold then puts the project's helm (Helm 4) first on PATH: skaffold drives Helm 4 only from v2.17.0
+# (skaffold PR #9892) and Helm >= 4.1.4 only from v2.19.0 (PR #10047: plugin versions must be semver),
+# so SKAFFOLD_MIN_VERSION (versions.env) is checked first.
+dev: kind-up images kind-load platform ## skaffold dev loop on kind: rebuild and redeploy on every change (Ctrl-C stops)
+	@command -v $(SKAFFOLD) >/dev/null || { echo "error: $(SKAFFOLD) not found: install skaffold >= $(SKAFFOLD_MIN_VERSION) (docs/kubernetes.md)"; exit 1; }
+	@$(PYTHON) k8s/tools/check_version.py skaffold "$$($(SKAFFOLD) version)" $(SKAFFOLD_MIN_VERSION)
+	PATH="$(abspath $(dir $(HELM))):$$PATH" $(SKAFFOLD) dev -p kind --kube-context $(KIND_CONTEXT)
 
 .PHONY: status
 status: k8s-bin ## SparkApplication state, the stream's Kafka lag and the rows in Cassandra

@@ -33,6 +33,9 @@ CONFIG = DagConfig.from_env()
     schedule="*/15 * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    # A health check that waits for someone to unpause it never runs: Airflow pauses new DAGs by
+    # default ([core] dags_are_paused_at_creation), this one starts active.
+    is_paused_upon_creation=False,
     max_active_runs=1,
     tags=["userstream", "streaming", "health"],
     default_args={

@@ -35,8 +35,9 @@ pod=$(k get pods -l "cassandra.datastax.com/cluster=$RELEASE-cassandra" -o jsonp
 if [ -z "$pod" ]; then
   echo "   no Cassandra pod yet"
 else
-  user=$(k get secret "$RELEASE-cassandra-superuser" -o jsonpath='{.data.username}' | base64 -d)
-  pass=$(k get secret "$RELEASE-cassandra-superuser" -o jsonpath='{.data.password}' | base64 -d)
+  # the read-only role the chart creates (SELECT on the table), never the admin role
+  user=$(k get secret "$RELEASE-cassandra-reader" -o jsonpath='{.data.username}' | base64 -d)
+  pass=$(k get secret "$RELEASE-cassandra-reader" -o jsonpath='{.data.password}' | base64 -d)
   keyspace=$(k get configmap "$RELEASE-settings" -o jsonpath='{.data.USERSTREAM_CASSANDRA_KEYSPACE}' 2>/dev/null)
   table=$(k get configmap "$RELEASE-settings" -o jsonpath='{.data.USERSTREAM_CASSANDRA_TABLE}' 2>/dev/null)
   k exec "$pod" -c cassandra -- cqlsh -u "$user" -p "$pass" \

@@ -6,8 +6,11 @@ ConfigMap and Secret names); the pipeline's own settings reach the pods through 
 
 Every field can be overridden with an environment variable of the Airflow components named
 ``USERSTREAM_DAG_<FIELD>`` (for example ``USERSTREAM_DAG_INGEST_IMAGE=registry/userstream-ingest:1.2``),
-set with the Airflow chart's ``env`` values. The defaults match the names the ``userstream`` chart
-creates. Only ``os.environ`` is read, so parsing a DAG file does no I/O.
+set with the Airflow chart's ``env`` values. The object names derive from ``USERSTREAM_DAG_RELEASE``,
+the release name of the ``userstream`` chart, exactly as the chart derives them
+(``userstream.fullname`` in charts/userstream/templates/_helpers.tpl); each can still be set on its
+own. ``USERSTREAM_DAG_KAFKA_TLS=false`` matches the chart's ``kafka.listener.tls: false`` (no CA to
+mount). Only ``os.environ`` is read, so parsing a DAG file does no I/O.
 """
 
 from __future__ import annotations
@@ -26,35 +29,54 @@ class DagConfigError(ValueError):
     """A ``USERSTREAM_DAG_*`` variable has a value the DAGs cannot use."""
 
 
+CHART_NAME = "userstream"
+
+
+def chart_fullname(release: str) -> str:
+    """The prefix of every object of the userstream chart installed as ``release``: the release name
+    when it contains the chart name, else ``<release>-userstream``; at most 40 characters."""
+    name = release if CHART_NAME in release else f"{release}-{CHART_NAME}"
+    return name[:40].rstrip("-")
+
+
 @dataclass(frozen=True)
 class DagConfig:
-    """Where the DAGs find the userstream objects in the cluster."""
+    """Where the DAGs find the userstream objects in the cluster.
+
+    Name fields left empty derive from ``release`` (see :func:`chart_fullname`).
+    """
 
     namespace: str = "userstream"
+    # Release name of charts/userstream: the names below derive from it
+    release: str = "userstream"
     ingest_image: str = f"userstream-ingest:{__version__}"
     image_pull_policy: str = "IfNotPresent"
-    service_account: str = "userstream-ingest"
+    service_account: str = ""
     # None: the provider decides (in-cluster config when Airflow runs in the cluster, else kubeconfig)
     in_cluster: bool | None = None
     kubernetes_conn_id: str = "kubernetes_default"
 
     # Non-secret USERSTREAM_* settings, loaded with envFrom
-    settings_configmap: str = "userstream-settings"
+    settings_configmap: str = ""
     # Strimzi KafkaUser: the user name is the KafkaUser's (and its Secret's) name
-    kafka_user_secret: str = "userstream-ingest"  # noqa: S105 - a Secret's name, not its value
+    kafka_user_secret: str = ""
     kafka_password_key: str = "password"  # noqa: S105 - a Secret's name, not its value
-    # Strimzi cluster CA, mounted as a file
-    kafka_ca_secret: str = "userstream-kafka-cluster-ca-cert"  # noqa: S105 - a Secret's name, not its value
+    # The chart's kafka.listener.tls: with TLS the Strimzi cluster CA is mounted as a file
+    kafka_tls: bool = True
+    kafka_ca_secret: str = ""
     kafka_ca_key: str = "ca.crt"
+    # where the chart's settings ConfigMap says the CA is (USERSTREAM_KAFKA_SSL_CAFILE; a chart test
+    # keeps them equal)
     kafka_ca_dir: str = "/etc/userstream/kafka-ca"
     # CloudNativePG application Secret of the staging database
-    postgres_secret: str = "userstream-staging-app"  # noqa: S105 - a Secret's name, not its value
+    postgres_secret: str = ""
     postgres_dsn_key: str = "uri"
-    # K8ssandra superuser Secret (the freshness check reads Cassandra)
-    cassandra_secret: str = "userstream-cassandra-superuser"  # noqa: S105 - a Secret's name, not its value
+    # The read-only Cassandra role's Secret (charts/userstream creates it; the freshness check reads
+    # Cassandra with SELECT on the table only, never as the superuser)
+    cassandra_secret: str = ""
 
     # The streaming consumer
-    spark_application: str = "userstream-stream"
+    spark_application: str = ""
     # Rows older than this mean the stream is stale
     freshness_max_age_minutes: int = 30
 
@@ -68,6 +90,21 @@ class DagConfig:
 
     # The uid the userstream images run as
     run_as_user: int = 10001
+
+    def __post_init__(self) -> None:
+        prefix = chart_fullname(self.release)
+        derived = {
+            "service_account": f"{prefix}-ingest",
+            "settings_configmap": f"{prefix}-settings",
+            "kafka_user_secret": f"{prefix}-ingest",
+            "kafka_ca_secret": f"{prefix}-kafka-cluster-ca-cert",
+            "postgres_secret": f"{prefix}-staging-app",
+            "cassandra_secret": f"{prefix}-cassandra-reader",
+            "spark_application": f"{prefix}-stream",
+        }
+        for name, value in derived.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
 
     @property
     def kafka_username(self) -> str:

@@ -63,12 +63,23 @@ def _secret_env(name: str, secret: str, key: str) -> k8s.V1EnvVar:
 
 def ingest_env(config: DagConfig) -> list[k8s.V1EnvVar]:
     """Environment of the ingestion pod on top of the settings ConfigMap."""
-    return [
+    env = [
         k8s.V1EnvVar(name="USERSTREAM_KAFKA_USERNAME", value=config.kafka_username),
         _secret_env("USERSTREAM_KAFKA_PASSWORD", config.kafka_user_secret, config.kafka_password_key),
-        k8s.V1EnvVar(name="USERSTREAM_KAFKA_SSL_CAFILE", value=config.kafka_ca_file),
-        _secret_env("USERSTREAM_POSTGRES_DSN", config.postgres_secret, config.postgres_dsn_key),
     ]
+    if config.kafka_tls:
+        env.append(k8s.V1EnvVar(name="USERSTREAM_KAFKA_SSL_CAFILE", value=config.kafka_ca_file))
+    env.append(_secret_env("USERSTREAM_POSTGRES_DSN", config.postgres_secret, config.postgres_dsn_key))
+    return env
+
+
+def ingest_volumes(config: DagConfig) -> list[k8s.V1Volume]:
+    """Volumes of the ingestion pod: /tmp, and the Kafka cluster CA with a TLS listener."""
+    return ([kafka_ca_volume(config)] if config.kafka_tls else []) + [tmp_volume()]
+
+
+def ingest_mounts(config: DagConfig) -> list[k8s.V1VolumeMount]:
+    return ([kafka_ca_mount(config)] if config.kafka_tls else []) + [tmp_mount()]
 
 
 def freshness_env(config: DagConfig) -> list[k8s.V1EnvVar]:

@@ -1,68 +1,150 @@
 #!/usr/bin/env bash
 # Install (or upgrade) the platform userstream runs on, in order, each as its own Helm release:
 #   cert-manager -> Strimzi -> spark-operator -> k8ssandra-operator -> CloudNativePG -> Airflow.
-# Idempotent: `helm upgrade --install --wait` of each chart by repository URL, versions from
-# versions.env, values from k8s/platform/<name>.values.yaml. charts/userstream is installed after
-# this (its custom resources need the operators' webhooks to be ready).
+# Idempotent: `helm upgrade --install --wait` of each chart, versions from versions.env, values from
+# k8s/platform/<name>.values.yaml. charts/userstream is installed after this (its custom resources
+# need the operators' webhooks to be ready).
 #
 #   k8s/platform/install.sh            all of them
 #   k8s/platform/install.sh strimzi    only the named releases
 #
-# Settings (environment): HELM, KUBECTL (default: .cache/bin/helm, .cache/bin/kubectl),
-# AIRFLOW_IMAGE_REPOSITORY, AIRFLOW_IMAGE_TAG (the userstream-airflow image), TIMEOUT (default 10m).
+# Settings (environment):
+#   HELM, KUBECTL          default .cache/bin/helm, .cache/bin/kubectl
+#   KUBE_CONTEXT           kubeconfig context every helm and kubectl call uses (default: the current one)
+#   TIMEOUT                helm --timeout of each release (default DEPLOY_TIMEOUT of versions.env)
+#   NAMESPACE              namespace of charts/userstream and its data plane (default userstream)
+#   AIRFLOW_NAMESPACE      namespace of the airflow release (default airflow): Airflow never shares a
+#                          namespace with the data plane's Secrets
+#   IMAGE_TAG              tag of the userstream images (default: k8s/tools/image_tag.py, by content)
+#   AIRFLOW_IMAGE_REPOSITORY, INGEST_IMAGE_REPOSITORY   default userstream-airflow, userstream-ingest
+#   AIRFLOW_LOGS_ACCESS_MODE  access mode of the task-log volume (default ReadWriteMany; kind: ReadWriteOnce)
+#   AIRFLOW_LOGS_STORAGE_CLASS, AIRFLOW_LOGS_SIZE       default: the cluster's default class, 5Gi
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/k8s/platform"
 HELM="${HELM:-$ROOT/.cache/bin/helm}"
 KUBECTL="${KUBECTL:-$ROOT/.cache/bin/kubectl}"
-TIMEOUT="${TIMEOUT:-10m}"
-NAMESPACE="userstream"
 
 # shellcheck disable=SC1091
 set -a; source "$ROOT/versions.env"; set +a
+TIMEOUT="${TIMEOUT:-$DEPLOY_TIMEOUT}"
+NAMESPACE="${NAMESPACE:-userstream}"
+AIRFLOW_NAMESPACE="${AIRFLOW_NAMESPACE:-airflow}"
+KUBE_CONTEXT="${KUBE_CONTEXT:-}"
 AIRFLOW_IMAGE_REPOSITORY="${AIRFLOW_IMAGE_REPOSITORY:-userstream-airflow}"
-AIRFLOW_IMAGE_TAG="${AIRFLOW_IMAGE_TAG:-0.1.0}"
+INGEST_IMAGE_REPOSITORY="${INGEST_IMAGE_REPOSITORY:-userstream-ingest}"
+AIRFLOW_LOGS_ACCESS_MODE="${AIRFLOW_LOGS_ACCESS_MODE:-ReadWriteMany}"
+AIRFLOW_LOGS_STORAGE_CLASS="${AIRFLOW_LOGS_STORAGE_CLASS:-}"
+AIRFLOW_LOGS_SIZE="${AIRFLOW_LOGS_SIZE:-5Gi}"
 
 for tool in "$HELM" "$KUBECTL"; do
   [[ -x "$tool" ]] || { echo "install.sh: $tool not found: run 'make tools'" >&2; exit 1; }
 done
+case "$AIRFLOW_LOGS_ACCESS_MODE" in
+  ReadWriteMany | ReadWriteOnce) ;;
+  *) echo "install.sh: AIRFLOW_LOGS_ACCESS_MODE='$AIRFLOW_LOGS_ACCESS_MODE': expected ReadWriteMany or ReadWriteOnce" >&2; exit 2 ;;
+esac
+if [[ -z "${IMAGE_TAG:-}" ]]; then
+  IMAGE_TAG="$(python3 "$ROOT/k8s/tools/image_tag.py")"
+fi
 
-# release  namespace  repository-url  chart  version  values-file  extra-args...
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+# Every call goes to the same cluster: KUBE_CONTEXT when set, else the current context.
+helm_() {
+  if [[ -n "$KUBE_CONTEXT" ]]; then "$HELM" --kube-context "$KUBE_CONTEXT" "$@"; else "$HELM" "$@"; fi
+}
+kubectl_() {
+  if [[ -n "$KUBE_CONTEXT" ]]; then "$KUBECTL" --context "$KUBE_CONTEXT" "$@"; else "$KUBECTL" "$@"; fi
+}
+
+# release  name  namespace  chart (oci://... or a name with --repo URL in the extra args)  version  values-file  extra-args...
 release() {
-  local name="$1" ns="$2" repo="$3" chart="$4" version="$5" values="$6"; shift 6
+  local name="$1" ns="$2" chart="$3" version="$4" values="$5"; shift 5
   echo "==> $name $chart $version (namespace $ns)"
-  "$HELM" upgrade --install "$name" "$chart" --repo "$repo" --version "$version" \
+  helm_ upgrade --install "$name" "$chart" --version "$version" \
     --namespace "$ns" --create-namespace --values "$HERE/$values" \
     --wait --timeout "$TIMEOUT" "$@"
 }
 
+# cert-manager and Strimzi publish their charts as OCI artifacts; their classic HTTP repositories
+# are deprecated (cert-manager docs "Installing with Helm"; Strimzi 1.2.0 docs, "Deploying the
+# Cluster Operator using Helm": oci://quay.io/strimzi-helm/strimzi-kafka-operator).
+CERT_MANAGER_CHART="oci://quay.io/jetstack/charts/cert-manager"
+STRIMZI_CHART="oci://quay.io/strimzi-helm/strimzi-kafka-operator"
+
 install_cert_manager() {
-  release cert-manager cert-manager https://charts.jetstack.io cert-manager "v${CERT_MANAGER_VERSION}" \
-    cert-manager.values.yaml
+  # cert-manager's CRDs are templates (crds.enabled in cert-manager.values.yaml): upgraded with it.
+  release cert-manager cert-manager "$CERT_MANAGER_CHART" "v${CERT_MANAGER_VERSION}" cert-manager.values.yaml
 }
 install_strimzi() {
-  release strimzi strimzi https://strimzi.io/charts/ strimzi-kafka-operator "${STRIMZI_VERSION}" \
-    strimzi.values.yaml
+  # Strimzi's chart keeps its CRDs in crds/, which Helm installs once and never upgrades (Helm docs,
+  # "Custom Resource Definitions": no upgrade or delete of crds/). Apply the pinned release's CRDs
+  # first, so that an upgrade of the operator never runs against the previous release's schemas.
+  echo "==> strimzi CRDs ${STRIMZI_VERSION}"
+  helm_ show crds "$STRIMZI_CHART" --version "${STRIMZI_VERSION}" |
+    kubectl_ apply --server-side --force-conflicts --field-manager=userstream-install -f -
+  release strimzi strimzi "$STRIMZI_CHART" "${STRIMZI_VERSION}" strimzi.values.yaml
 }
 install_spark_operator() {
-  release spark-operator spark-operator https://kubeflow.github.io/spark-operator spark-operator \
-    "${SPARK_OPERATOR_VERSION}" spark-operator.values.yaml
+  release spark-operator spark-operator spark-operator "${SPARK_OPERATOR_VERSION}" spark-operator.values.yaml \
+    --repo https://kubeflow.github.io/spark-operator
 }
 install_k8ssandra_operator() {
-  release k8ssandra-operator k8ssandra-operator https://helm.k8ssandra.io/stable k8ssandra-operator \
-    "${K8SSANDRA_OPERATOR_VERSION}" k8ssandra-operator.values.yaml \
+  release k8ssandra-operator k8ssandra-operator k8ssandra-operator "${K8SSANDRA_OPERATOR_VERSION}" \
+    k8ssandra-operator.values.yaml --repo https://helm.k8ssandra.io/stable \
     --set "image.tag=v${K8SSANDRA_OPERATOR_VERSION}"
 }
 install_cloudnative_pg() {
-  release cnpg cnpg-system https://cloudnative-pg.github.io/charts cloudnative-pg \
-    "${CLOUDNATIVE_PG_CHART_VERSION}" cloudnative-pg.values.yaml
+  release cnpg cnpg-system cloudnative-pg "${CLOUDNATIVE_PG_CHART_VERSION}" cloudnative-pg.values.yaml \
+    --repo https://cloudnative-pg.github.io/charts
 }
+
+airflow_logs_claim() {
+  # Task logs outlive the KubernetesExecutor's worker pods on this claim (airflow.values.yaml,
+  # logs.persistence.existingClaim). The Airflow chart's own claim is always ReadWriteMany (chart
+  # 1.22.0 templates/logs-persistent-volume-claim.yaml), which kind's local-path storage cannot
+  # provide; with ReadWriteOnce every Airflow pod follows the volume onto one node.
+  local class=""
+  [[ -z "$AIRFLOW_LOGS_STORAGE_CLASS" ]] || class="  storageClassName: $AIRFLOW_LOGS_STORAGE_CLASS"
+  kubectl_ apply -n "$AIRFLOW_NAMESPACE" -f - <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: airflow-logs
+  labels:
+    app.kubernetes.io/part-of: userstream
+    app.kubernetes.io/component: airflow-logs
+spec:
+  accessModes: [$AIRFLOW_LOGS_ACCESS_MODE]
+$class
+  resources:
+    requests:
+      storage: $AIRFLOW_LOGS_SIZE
+EOF
+}
+
 install_airflow() {
-  release airflow "$NAMESPACE" https://airflow.apache.org airflow "${AIRFLOW_CHART_VERSION}" \
-    airflow.values.yaml \
-    --set "images.airflow.repository=${AIRFLOW_IMAGE_REPOSITORY}" --set "images.airflow.tag=${AIRFLOW_IMAGE_TAG}" \
-    --set "defaultAirflowRepository=${AIRFLOW_IMAGE_REPOSITORY}" --set "defaultAirflowTag=${AIRFLOW_IMAGE_TAG}"
+  kubectl_ create namespace "$AIRFLOW_NAMESPACE" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
+  airflow_logs_claim
+  # With useHelmHooks false (airflow.values.yaml) the migration and user Jobs are release objects
+  # with fixed names (chart 1.22.0 templates/jobs/*-job.yaml): a Job's pod template is immutable, so
+  # a finished Job of the previous revision must go before an upgrade that changes the image.
+  kubectl_ -n "$AIRFLOW_NAMESPACE" delete job airflow-run-airflow-migrations airflow-create-user \
+    --ignore-not-found --wait=true
+  # The DAGs launch the ingestion pods with the image of the same build (USERSTREAM_DAG_INGEST_IMAGE)
+  local image_values="$WORK/airflow-image.values.yaml"
+  cat >"$image_values" <<EOF
+extraEnv: |
+  - name: USERSTREAM_DAG_INGEST_IMAGE
+    value: "${INGEST_IMAGE_REPOSITORY}:${IMAGE_TAG}"
+EOF
+  release airflow "$AIRFLOW_NAMESPACE" airflow "${AIRFLOW_CHART_VERSION}" airflow.values.yaml \
+    --repo https://airflow.apache.org --values "$image_values" \
+    --set "images.airflow.repository=${AIRFLOW_IMAGE_REPOSITORY}" --set "images.airflow.tag=${IMAGE_TAG}" \
+    --set "defaultAirflowRepository=${AIRFLOW_IMAGE_REPOSITORY}" --set "defaultAirflowTag=${IMAGE_TAG}"
 }
 
 ORDER=(cert-manager strimzi spark-operator k8ssandra-operator cloudnative-pg airflow)
@@ -72,8 +154,8 @@ for want in "${selected[@]}"; do
   [[ " ${ORDER[*]} " == *" $want "* ]] || { echo "install.sh: unknown release '$want' (one of: ${ORDER[*]})" >&2; exit 2; }
 done
 
-# The namespace of our chart and Airflow exists before the operators watch it.
-"$KUBECTL" create namespace "$NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+# The namespace of our chart exists before the operators watch it.
+kubectl_ create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl_ apply -f - >/dev/null
 
 for name in "${ORDER[@]}"; do
   for want in "${selected[@]}"; do
@@ -82,4 +164,5 @@ for name in "${ORDER[@]}"; do
     fi
   done
 done
-echo "platform ready: install charts/userstream next (release userstream, namespace $NAMESPACE)"
+echo "platform ready: install charts/userstream next (release userstream, namespace $NAMESPACE," \
+  "airflow.namespace=$AIRFLOW_NAMESPACE, image tags $IMAGE_TAG)"

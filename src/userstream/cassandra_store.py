@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from userstream import contract
@@ -95,11 +97,100 @@ def connect(config: CassandraConfig, keyspace: str | None = None) -> tuple[Any, 
     return cluster, session
 
 
-def migrate(settings: Settings) -> list[str]:
-    """Create the keyspace and table if missing and add new contract columns; returns the CQL run."""
+# --- least-privilege roles -------------------------------------------------------------------------
+# In a cluster every client but the migration uses a role of its own (the K8ssandra superuser only
+# creates them): the stream a writer (MODIFY on the table), the health checks a reader (SELECT).
+# Names and passwords come from these variables, which the chart fills from its Secrets.
+ROLE_ENV = {
+    "writer": ("USERSTREAM_CASSANDRA_WRITER_ROLE", "USERSTREAM_CASSANDRA_WRITER_PASSWORD", ("MODIFY",)),
+    "reader": ("USERSTREAM_CASSANDRA_READER_ROLE", "USERSTREAM_CASSANDRA_READER_PASSWORD", ("SELECT",)),
+}
+_ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+@dataclass(frozen=True)
+class CassandraRole:
+    """A login role with permissions on the pipeline's table only."""
+
+    name: str
+    password: str = field(repr=False)
+    permissions: tuple[str, ...]
+
+
+def roles_from_env(environ: Mapping[str, str] | None = None) -> list[CassandraRole]:
+    """The roles the migration creates; none when no role variable is set (the local stack)."""
+    env = os.environ if environ is None else environ
+    roles = []
+    for name_var, password_var, permissions in ROLE_ENV.values():
+        name, password = env.get(name_var, "").strip(), env.get(password_var, "")
+        if not name and not password:
+            continue
+        if not name or not password:
+            missing = name_var if not name else password_var
+            raise CassandraError(f"{missing} is not set: set both {name_var} and {password_var}, or neither")
+        if not _ROLE_NAME.match(name):
+            raise CassandraError(
+                f"{name_var}={name!r}: a role name is lower case letters, digits and _ (at most 48)"
+            )
+        roles.append(CassandraRole(name, password, permissions))
+    return roles
+
+
+def _cql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def role_statements(keyspace: str, table: str, roles: Iterable[CassandraRole]) -> list[str]:
+    """CQL that creates each role (or resets its password to the Secret's) and grants it exactly its
+    permissions on ``keyspace.table``; idempotent."""
+    statements = []
+    for role in roles:
+        password = _cql_string(role.password)
+        statements.append(
+            f"CREATE ROLE IF NOT EXISTS {role.name} WITH PASSWORD = {password} AND LOGIN = true"
+        )
+        statements.append(f"ALTER ROLE {role.name} WITH PASSWORD = {password} AND LOGIN = true")
+        for permission in role.permissions:
+            statements.append(f"GRANT {permission} ON TABLE {keyspace}.{table} TO {role.name}")
+    return statements
+
+
+def redact(statement: str) -> str:
+    """A statement fit for a log: role passwords replaced."""
+    return re.sub(r"PASSWORD = '(?:[^']|'')*'", "PASSWORD = '***'", statement)
+
+
+def connect_until(
+    config: CassandraConfig,
+    wait_seconds: float,
+    *,
+    connector: Callable[[CassandraConfig], tuple[Any, Any]] = connect,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    interval: float = 10.0,
+) -> tuple[Any, Any]:
+    """Connect, retrying for up to ``wait_seconds`` while Cassandra does not accept CQL yet (a new
+    datacenter takes minutes); the last error is raised once the deadline has passed."""
+    deadline = clock() + wait_seconds
+    while True:
+        try:
+            return connector(config)
+        except CassandraError as exc:
+            left = deadline - clock()
+            if left <= 0:
+                raise CassandraError(
+                    f"Cassandra did not accept CQL within {wait_seconds:.0f}s: {exc}"
+                ) from None
+            log.warning("Cassandra not ready (%s); retrying for another %.0fs", exc, left)
+            sleep(min(interval, left))
+
+
+def migrate(settings: Settings, roles: Iterable[CassandraRole] = (), wait_seconds: float = 0.0) -> list[str]:
+    """Create the keyspace and table if missing, add new contract columns and create ``roles``;
+    returns the CQL run (role passwords redacted). Waits up to ``wait_seconds`` for CQL."""
     config = CassandraConfig.from_settings(settings)
     definition = contract.table_definition()
-    cluster, session = connect(config)
+    cluster, session = connect_until(config, wait_seconds)
     executed: list[str] = []
     try:
         for statement in (
@@ -128,6 +219,9 @@ def migrate(settings: Settings) -> list[str]:
                     f"{column.cql_type} in the contract: a type change needs a new table version"
                 )
         cluster.control_connection.wait_for_schema_agreement()
+        for statement in role_statements(config.keyspace, config.table, roles):
+            session.execute(statement, timeout=60)
+            executed.append(redact(statement))
     finally:
         cluster.shutdown()
     return executed

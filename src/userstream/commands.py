@@ -46,7 +46,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cassandra = subparsers.add_parser("cassandra", help="Cassandra schema")
     cassandra_commands = cassandra.add_subparsers(dest="cassandra_command", metavar="COMMAND", required=True)
     migrate = cassandra_commands.add_parser(
-        "migrate", help="create the keyspace (configured replication) and the table; idempotent"
+        "migrate",
+        help="create the keyspace (configured replication), the table and the client roles; idempotent",
+        description="Roles: USERSTREAM_CASSANDRA_{WRITER,READER}_ROLE and _PASSWORD (both or neither).",
+    )
+    migrate.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="retry connecting this long while Cassandra does not accept CQL yet (default: no wait)",
     )
     migrate.set_defaults(func=_migrate)
 
@@ -90,11 +99,12 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from userstream.cassandra_store import migrate
+    from userstream.cassandra_store import migrate, roles_from_env
 
     settings = load_settings()
+    roles = roles_from_env()
     _quiet_clients()
-    for statement in migrate(settings):
+    for statement in migrate(settings, roles=roles, wait_seconds=max(args.wait_seconds, 0.0)):
         print(f"{statement};")
     print(f"Cassandra {settings.cassandra_keyspace}.{settings.cassandra_table} is up to date")
     return 0

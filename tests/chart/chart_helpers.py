@@ -210,10 +210,13 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any] | str]:
 
 
 def crd_schema_for(doc: dict[str, Any]) -> dict[str, Any]:
-    """The CRD schema of a custom resource; skip with the reason when its CRDs are unavailable."""
+    """The CRD schema of a custom resource; skip with the reason when its CRDs are unavailable, or
+    fail when USERSTREAM_REQUIRE_CRDS=1 (the hosted CI: a missing CRD must not pass silently)."""
     schemas = crd_schemas()
     group = doc["apiVersion"].split("/")[0]
     if (group, "*") in schemas:
+        if os.environ.get("USERSTREAM_REQUIRE_CRDS") == "1":
+            pytest.fail(f"USERSTREAM_REQUIRE_CRDS=1: {schemas[(group, '*')]}")
         pytest.skip(str(schemas[(group, "*")]))
     schema = schemas.get((doc["apiVersion"], doc["kind"]))
     assert isinstance(schema, dict), (

@@ -176,7 +176,16 @@ class TestPostgres:
         cluster = one(docs, "Cluster", "userstream-staging")
         assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
         assert jpath(cluster, "spec.bootstrap.initdb") == {"database": "userstream", "owner": "userstream"}
-        assert cluster["spec"]["imageName"].endswith(":" + VERSIONS["POSTGRES_MAJOR"])
+        image = cluster["spec"]["imageName"]
+        assert image == VERSIONS["POSTGRES_IMAGE"]
+        # a full version and OS variant, not the deprecated rolling major tag (`:18`, bullseye based)
+        tag = image.rsplit(":", 1)[1]
+        assert tag.startswith(VERSIONS["POSTGRES_MAJOR"] + ".")
+        assert re.fullmatch(r"\d+\.\d+-(system|minimal|standard)-[a-z]+", tag), tag
+
+    def test_rolling_major_tag_is_refused(self) -> None:
+        error = render_error({"postgres": {"imageName": "ghcr.io/cloudnative-pg/postgresql:18"}})
+        assert "imageName" in error
 
     def test_disabled(self) -> None:
         assert (
@@ -199,8 +208,12 @@ class TestStreaming:
         assert spec["mainApplicationFile"] == "local:///opt/userstream/spark-apps/users_stream.py"
         assert spec["sparkVersion"] == VERSIONS["SPARK_VERSION"]
         assert spec["image"] == "userstream-spark:0.1.0"
-        assert spec["restartPolicy"]["type"] == "OnFailure"
-        assert spec["restartPolicy"]["onFailureRetries"] >= 1
+        # an unbounded stream: restarted after a clean exit and after any number of failures, with
+        # the operator's linear back-off (spark-operator v2.5.2 pkg/util/sparkapplication.go)
+        assert spec["restartPolicy"]["type"] == "Always"
+        assert "onFailureRetries" not in spec["restartPolicy"]
+        assert spec["restartPolicy"]["onFailureRetryInterval"] >= 10
+        assert spec["restartPolicy"]["onSubmissionFailureRetryInterval"] >= 10
         assert spec["executor"]["instances"] >= 2
         assert spec["driver"]["serviceAccount"] == "userstream-spark"
         for role in ("driver", "executor"):
@@ -226,13 +239,17 @@ class TestStreaming:
     def test_checkpoint_on_a_claim(self) -> None:
         docs = render_chart(show_only=["templates/streaming/checkpoint-pvc.yaml"])
         claim = one(docs, "PersistentVolumeClaim", "userstream-stream-checkpoints")
-        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+        # the defaults ask for what every StorageClass provides (kind's local-path has no RWX)
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
         app = self._app()
         volumes = {v["name"]: v for v in app["spec"]["volumes"]}
         assert volumes["checkpoint"]["persistentVolumeClaim"]["claimName"] == "userstream-stream-checkpoints"
+        mounts = {m["name"]: m["mountPath"] for m in app["spec"]["driver"]["volumeMounts"]}
+        assert mounts["checkpoint"] == "/var/lib/userstream/checkpoints"
+        assert "checkpoint" not in {m["name"] for m in app["spec"]["executor"]["volumeMounts"]}
+        cloud = self._app(files=(CHART / "ci" / "cloud-values.yaml",))
         for role in ("driver", "executor"):
-            mounts = {m["name"]: m["mountPath"] for m in app["spec"][role]["volumeMounts"]}
-            assert mounts["checkpoint"] == "/var/lib/userstream/checkpoints"
+            assert "checkpoint" in {m["name"] for m in cloud["spec"][role]["volumeMounts"]}, role
             assert mounts["tmp"] == "/tmp"
 
     def test_kind_profile_mounts_the_checkpoint_in_the_driver_only(self) -> None:
@@ -251,9 +268,14 @@ class TestStreaming:
                 "name": "userstream-stream",
                 "key": "password",
             }
+            # the stream writes as the least-privilege writer role, never as the superuser
             assert env["USERSTREAM_CASSANDRA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
-                "name": "userstream-cassandra-superuser",
+                "name": "userstream-cassandra-writer",
                 "key": "password",
+            }
+            assert env["USERSTREAM_CASSANDRA_USERNAME"]["valueFrom"]["secretKeyRef"] == {
+                "name": "userstream-cassandra-writer",
+                "key": "username",
             }
         ca = {v["name"]: v for v in app["spec"]["volumes"]}["kafka-ca"]
         assert ca["secret"]["secretName"] == "userstream-kafka-cluster-ca-cert"
@@ -266,6 +288,24 @@ class TestStreaming:
             "exposeDriverMetrics": False,
             "exposeExecutorMetrics": False,
         }
+
+    def test_metrics_config_is_mounted_wherever_spark_is_told_to_load_it(self) -> None:
+        """spark-operator v2.5.2 sets spark.metrics.conf for driver and executors alike but mounts its
+        own ConfigMap only where metrics are exposed (the driver): the chart's file, named by
+        monitoring.metricsPropertiesFile, is mounted in both roles."""
+        docs = render_chart()
+        app = one(docs, "SparkApplication", "userstream-stream")
+        path = app["spec"]["monitoring"]["metricsPropertiesFile"]
+        folder, _, name = path.rpartition("/")
+        volume = {v["name"]: v for v in app["spec"]["volumes"]}["spark-metrics"]
+        config = one(docs, "ConfigMap", volume["configMap"]["name"])
+        assert "*.sink.jmx.class" in config["data"][name]
+        assert app["spec"]["monitoring"]["exposeExecutorMetrics"] is False
+        for role in ("driver", "executor"):
+            mounts = {m["name"]: m["mountPath"] for m in app["spec"][role]["volumeMounts"]}
+            assert mounts["spark-metrics"] == folder, role
+        off = render_chart({"streaming": {"metrics": {"enabled": False}}})
+        assert not [d for d in by_kind(off, "ConfigMap") if d["metadata"]["name"].endswith("-metrics")]
 
     def test_disabled(self) -> None:
         docs = render_chart({"streaming": {"enabled": False}})
@@ -286,7 +326,7 @@ class TestMigrateJob:
         pod = self._job()["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert container["image"] == "userstream-ingest:0.1.0"
-        assert container["args"] == ["cassandra", "migrate"]
+        assert container["args"] == ["cassandra", "migrate", "--wait-seconds", "1500"]
         assert pod["serviceAccountName"] == "userstream-ingest"
         assert pod["automountServiceAccountToken"] is False
         env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
@@ -294,6 +334,56 @@ class TestMigrateJob:
             "name": "userstream-cassandra-superuser",
             "key": "username",
         }
+        # the superuser creates the clients' roles, whose names and passwords come from their Secrets
+        assert env["USERSTREAM_CASSANDRA_WRITER_ROLE"] == {
+            "name": "userstream-cassandra-writer",
+            "key": "username",
+        }
+        assert env["USERSTREAM_CASSANDRA_WRITER_PASSWORD"] == {
+            "name": "userstream-cassandra-writer",
+            "key": "password",
+        }
+        assert env["USERSTREAM_CASSANDRA_READER_ROLE"] == {
+            "name": "userstream-cassandra-reader",
+            "key": "username",
+        }
+
+    def test_only_the_migration_uses_the_superuser(self) -> None:
+        users = set()
+        for doc in render_chart():
+            text = str(doc)
+            if "userstream-cassandra-superuser" in text:
+                users.add(f"{doc['kind']}/{doc['metadata']['name']}")
+        assert users == {"Job/userstream-cassandra-migrate"}
+
+    def test_the_wait_for_cql_and_the_job_end_inside_helms_timeout(self) -> None:
+        """One timeout everywhere: Helm waits for this hook for DEPLOY_TIMEOUT (versions.env)."""
+        job = self._job()
+        wait = int(job["spec"]["template"]["spec"]["containers"][0]["args"][-1])
+        deadline = job["spec"]["activeDeadlineSeconds"]
+        helm_timeout = VERSIONS["DEPLOY_TIMEOUT"]
+        assert helm_timeout.endswith("m")
+        assert wait < deadline < int(helm_timeout[:-1]) * 60
+        assert job["spec"]["backoffLimit"] <= 2, "the wait is explicit, not Job back-off"
+
+    def test_role_secrets_are_generated_not_configured(self) -> None:
+        show = ["templates/cassandra/role-secrets.yaml"]
+        first, second = (
+            render_chart(show_only=show),
+            render_chart({"nameOverride": ""}, show_only=show),
+        )
+        assert {d["metadata"]["name"] for d in first} == {
+            "userstream-cassandra-writer",
+            "userstream-cassandra-reader",
+        }
+        import base64
+
+        for a, b in zip(first, second, strict=True):
+            assert a["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+            assert len(base64.b64decode(a["data"]["password"])) >= 32
+            assert a["data"]["password"] != b["data"]["password"], "a random password, not a value"
+        roles = {base64.b64decode(d["data"]["username"]).decode() for d in first}
+        assert roles == {"userstream_writer", "userstream_reader"}
 
     def test_disabled(self) -> None:
         docs = render_chart(
@@ -341,7 +431,34 @@ class TestRbac:
         }
         subjects = one(docs, "RoleBinding")["subjects"]
         assert {s["name"] for s in subjects} == {"airflow-worker", "airflow-scheduler", "airflow-triggerer"}
-        assert {s["namespace"] for s in subjects} == {"userstream"}
+        # Airflow runs in a namespace of its own, never beside the data plane's Secrets
+        assert {s["namespace"] for s in subjects} == {"airflow"}
+
+    def test_pods_airflow_creates_here_are_limited_by_an_admission_policy(self) -> None:
+        docs = render_chart(show_only=["templates/rbac/airflow-pod-policy.yaml"])
+        policy = one(docs, "ValidatingAdmissionPolicy")
+        binding = one(docs, "ValidatingAdmissionPolicyBinding")
+        assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+        assert binding["spec"]["validationActions"] == ["Deny"]
+        assert binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "userstream"
+        }
+        condition = policy["spec"]["matchConditions"][0]["expression"]
+        for account in ("airflow-worker", "airflow-scheduler", "airflow-triggerer"):
+            assert f"system:serviceaccount:airflow:{account}" in condition
+        allowed = next(v for v in policy["spec"]["variables"] if v["name"] == "allowedSecrets")
+        assert allowed["expression"] == (
+            '["userstream-ingest","userstream-kafka-cluster-ca-cert","userstream-staging-app",'
+            '"userstream-cassandra-reader"]'
+        )
+        assert "superuser" not in str(policy)
+        assert (
+            render_chart(
+                {"airflow": {"podPolicy": {"enabled": False}}},
+                show_only=["templates/rbac/airflow-pod-policy.yaml"],
+            )
+            == []
+        )
 
     def test_pod_exec_only_on_request(self) -> None:
         docs = render_chart(
@@ -378,14 +495,19 @@ class TestNetworkPolicies:
         ports = [p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])]
         assert set(ports) == {5432, 8000}
 
+    def test_strimzi_operator_reaches_the_broker_ports_it_uses(self) -> None:
+        """Strimzi 1.2.0 (KafkaCluster.java): control plane 9090, replication 9091, Kafka agent 8443."""
+        policy = self._policies()["userstream-kafka-operator"]
+        ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+        assert ports == {9090, 9091, 8443}
+
     def test_metrics_scrape(self) -> None:
         policy = self._policies()["userstream-stream"]
         scrape = policy["spec"]["ingress"][1]
         assert scrape["ports"] == [{"protocol": "TCP", "port": 8090}]
 
-    def test_airflow_components_reach_each_other(self) -> None:
-        policies = self._policies()
-        assert {"userstream-airflow-components", "userstream-airflow-database"} <= set(policies)
+    def test_no_airflow_policy_here_airflow_has_its_own_namespace(self) -> None:
+        assert not [name for name in self._policies() if "airflow" in name]
 
     def test_disabled(self) -> None:
         assert self._policies({"networkPolicy": {"enabled": False}}) == {}
@@ -408,8 +530,12 @@ class TestCheckValues:
                 "set kafka.externalBootstrapServers",
             ),
             (
-                {"streaming": {"checkpoint": {"accessMode": "ReadWriteOnce"}}},
+                {"streaming": {"checkpoint": {"accessMode": "ReadWriteOnce", "mountInExecutors": True}}},
                 "ReadWriteOnce cannot be mounted",
+            ),
+            (
+                {"migrate": {"cqlWaitSeconds": 1800, "activeDeadlineSeconds": 1700}},
+                "must be larger than migrate.cqlWaitSeconds",
             ),
         ],
     )
@@ -426,6 +552,52 @@ class TestNotes:
         )  # fmt: skip
         notes = out.split("NOTES:", 1)[1]
         assert "kubectl get sparkapplication -n userstream" in notes
-        assert "kubectl port-forward svc/airflow-api-server 8080:8080 -n userstream" in notes
-        assert "secret userstream-cassandra-superuser" in notes
+        assert "kubectl port-forward svc/airflow-api-server 8080:8080 -n airflow" in notes
+        assert "make airflow-ui" in notes
+        assert "secret userstream-cassandra-reader" in notes
+        assert "superuser" not in notes
         assert "cqlsh" in notes
+
+
+def test_dags_read_cassandra_with_the_reader_role_the_chart_creates() -> None:
+    """The freshness check's Secret (dags/userstream_dags/config.py) is the chart's reader Secret."""
+    import sys
+
+    sys.path.insert(0, str(CHART.parents[1] / "dags"))
+    from userstream_dags.config import DagConfig
+
+    secrets = {
+        d["metadata"]["name"]
+        for d in render_chart(show_only=["templates/cassandra/role-secrets.yaml"])
+        if d["kind"] == "Secret"
+    }
+    assert DagConfig().cassandra_secret in secrets
+    assert DagConfig().cassandra_secret.endswith("-reader")
+
+
+@pytest.mark.parametrize("release", ["userstream", "etl", "userstream-b"])
+def test_dag_config_derives_the_names_the_chart_renders(release: str) -> None:
+    """USERSTREAM_DAG_RELEASE gives the DAGs the names of a chart installed under any release name,
+    and the CA mount the DAGs use is where the chart's settings say it is."""
+    import sys
+
+    import yaml
+    from chart_helpers import run_helm
+
+    sys.path.insert(0, str(CHART.parents[1] / "dags"))
+    from userstream_dags.config import DagConfig
+
+    docs = [d for d in yaml.safe_load_all(run_helm("template", release, str(CHART), "-n", "userstream")) if d]
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    config = DagConfig.from_env({"USERSTREAM_DAG_RELEASE": release})
+    assert ("ServiceAccount", config.service_account) in names
+    assert ("ConfigMap", config.settings_configmap) in names
+    assert ("KafkaUser", config.kafka_user_secret) in names
+    assert ("Secret", config.cassandra_secret) in names
+    assert ("SparkApplication", config.spark_application) in names
+    assert ("Cluster", config.postgres_secret.removesuffix("-app")) in names
+    assert ("Kafka", config.kafka_ca_secret.removesuffix("-cluster-ca-cert")) in names
+    settings = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == config.settings_configmap
+    )
+    assert settings["data"]["USERSTREAM_KAFKA_SSL_CAFILE"] == config.kafka_ca_file

@@ -50,6 +50,9 @@ def test_airflow_uses_our_image_and_baked_dags() -> None:
     values = _values("airflow")
     assert values["images"]["airflow"]["repository"] == "userstream-airflow"
     assert values["defaultAirflowRepository"] == "userstream-airflow"
+    # the tag is the build's content tag, set by install.sh and skaffold, never a fixed one
+    assert "tag" not in values["images"]["airflow"]
+    assert "defaultAirflowTag" not in values
     assert values["airflowVersion"] == VERSIONS["AIRFLOW_VERSION"]
     assert values["dags"]["gitSync"]["enabled"] is False
     assert values["dags"]["persistence"]["enabled"] is False
@@ -57,30 +60,38 @@ def test_airflow_uses_our_image_and_baked_dags() -> None:
     assert env["USERSTREAM_DAG_NAMESPACE"] == "userstream"
 
 
+def test_airflow_task_logs_outlive_the_worker_pods() -> None:
+    """KubernetesExecutor deletes a worker pod when its task ends; without persistence (or remote
+    logging) its task log goes with it."""
+    persistence = _values("airflow")["logs"]["persistence"]
+    assert persistence["enabled"] is True
+    assert persistence["existingClaim"] == "airflow-logs", "the claim install.sh creates"
+    assert "name: airflow-logs" in (PLATFORM / "install.sh").read_text()
+
+
 def test_install_script_pins_every_release() -> None:
     script = (PLATFORM / "install.sh").read_text()
     expected = {
-        "cert-manager": ("cert-manager", "https://charts.jetstack.io", "CERT_MANAGER_VERSION"),
-        "strimzi": ("strimzi", "https://strimzi.io/charts/", "STRIMZI_VERSION"),
-        "spark-operator": (
-            "spark-operator",
-            "https://kubeflow.github.io/spark-operator",
-            "SPARK_OPERATOR_VERSION",
-        ),
-        "k8ssandra-operator": (
-            "k8ssandra-operator",
-            "https://helm.k8ssandra.io/stable",
-            "K8SSANDRA_OPERATOR_VERSION",
-        ),
-        "cnpg": ("cnpg-system", "https://cloudnative-pg.github.io/charts", "CLOUDNATIVE_PG_CHART_VERSION"),
-        "airflow": ('"$NAMESPACE"', "https://airflow.apache.org", "AIRFLOW_CHART_VERSION"),
+        "cert-manager": ("cert-manager", '"$CERT_MANAGER_CHART"', "CERT_MANAGER_VERSION"),
+        "strimzi": ("strimzi", '"$STRIMZI_CHART"', "STRIMZI_VERSION"),
+        "spark-operator": ("spark-operator", "spark-operator", "SPARK_OPERATOR_VERSION"),
+        "k8ssandra-operator": ("k8ssandra-operator", "k8ssandra-operator", "K8SSANDRA_OPERATOR_VERSION"),
+        "cnpg": ("cnpg-system", "cloudnative-pg", "CLOUDNATIVE_PG_CHART_VERSION"),
+        "airflow": ('"$AIRFLOW_NAMESPACE"', "airflow", "AIRFLOW_CHART_VERSION"),
     }
-    for release, (namespace, repo, version) in expected.items():
+    for release, (namespace, chart, version) in expected.items():
         pattern = (
-            rf"release {re.escape(release)} {re.escape(namespace)} {re.escape(repo)} .*\n?.*\$\{{?{version}"
+            rf"release {re.escape(release)} {re.escape(namespace)} {re.escape(chart)} \"v?\$\{{{version}\}}\""
         )
-        assert re.search(pattern, script), f"install.sh does not install {release} from {repo} at {version}"
+        assert re.search(pattern, script), f"install.sh does not install {release} ({chart}) at {version}"
         assert version in VERSIONS
+    for repo in (
+        "https://kubeflow.github.io/spark-operator",
+        "https://helm.k8ssandra.io/stable",
+        "https://cloudnative-pg.github.io/charts",
+        "https://airflow.apache.org",
+    ):
+        assert f"--repo {repo}" in script
     assert "upgrade --install" in script
     assert "--wait" in script
     for name in RELEASES:
@@ -92,3 +103,14 @@ def test_install_order_puts_cert_manager_first_and_airflow_last() -> None:
     order = re.search(r"ORDER=\(([^)]*)\)", script)
     assert order is not None
     assert order.group(1).split() == RELEASES
+
+
+def test_airflow_jobs_are_not_hooks_so_helm_wait_can_finish() -> None:
+    """Airflow chart 1.22.0 runs the DB migration and user creation as post-install hooks unless
+    useHelmHooks is false; Helm runs post-install hooks only after --wait succeeds, and the
+    scheduler/API server wait for the migration. The chart docs: with --wait set useHelmHooks and
+    applyCustomEnv to false on both Jobs."""
+    values = _values("airflow")
+    for job in ("migrateDatabaseJob", "createUserJob"):
+        assert values[job]["useHelmHooks"] is False, f"{job}.useHelmHooks must be false under --wait"
+        assert values[job]["applyCustomEnv"] is False, f"{job}.applyCustomEnv must be false under --wait"

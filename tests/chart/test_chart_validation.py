@@ -86,6 +86,9 @@ def test_only_expected_kinds_are_rendered() -> None:
     kinds = {(d["apiVersion"], d["kind"]) for d in render_chart()}
     assert kinds == {
         ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy"),
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding"),
         ("v1", "ServiceAccount"),
         ("v1", "PersistentVolumeClaim"),
         ("batch/v1", "Job"),

@@ -132,3 +132,56 @@ def test_pod_security_rejects_a_pod_without_the_dag_security_context(
         _dry_run_create(airflow_worker_core, pod, restricted_namespace)
     assert rejected.value.status == 403, api_error_message(rejected.value)
     assert f'violates PodSecurity "{POD_SECURITY_LEVEL}' in api_error_message(rejected.value)
+
+
+def _pod_with(pod: dict[str, Any], change: str) -> dict[str, Any]:
+    """The DAG's ingest pod with one thing a DAG must not do."""
+    pod = copy.deepcopy(pod)
+    container = pod["spec"]["containers"][0]
+    superuser = "userstream-cassandra-superuser"
+    if change == "mounts the Cassandra superuser":
+        pod["spec"]["volumes"].append({"name": "su", "secret": {"secretName": superuser}})
+        container["volumeMounts"].append({"name": "su", "mountPath": "/var/run/su", "readOnly": True})
+    elif change == "reads the Cassandra superuser":
+        ref = {"secretKeyRef": {"name": superuser, "key": "password"}}
+        container["env"].append({"name": "STOLEN", "valueFrom": ref})
+    elif change == "loads a Kafka user it is not":
+        container.setdefault("envFrom", []).append({"secretRef": {"name": "userstream-stream"}})
+    elif change == "runs as the Spark driver's ServiceAccount":
+        pod["spec"]["serviceAccountName"] = "userstream-spark"
+    else:
+        raise AssertionError(change)
+    return pod
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "mounts the Cassandra superuser",
+        "reads the Cassandra superuser",
+        "loads a Kafka user it is not",
+        "runs as the Spark driver's ServiceAccount",
+    ],
+)
+def test_a_dag_pod_cannot_reach_other_secrets_of_the_namespace(
+    change: str,
+    dag_pods: dict[str, dict[str, Any]],
+    restricted_namespace: str,
+    airflow_worker_core: k8s.CoreV1Api,
+) -> None:
+    """RBAC lets Airflow create pods in userstream but cannot limit what they mount: the chart's
+    ValidatingAdmissionPolicy does (Airflow's own namespace keeps its Secrets away; this keeps the
+    data plane's Secrets away from any DAG)."""
+    with pytest.raises(ApiException) as rejected:
+        _dry_run_create(airflow_worker_core, _pod_with(dag_pods["ingest"], change), restricted_namespace)
+    message = api_error_message(rejected.value)
+    assert rejected.value.status in {403, 422}, message
+    assert "pods created by Airflow" in message, message
+
+
+def test_the_admission_policy_binds_only_airflow(
+    api_client: k8s.ApiClient, dag_pods: dict[str, dict[str, Any]], restricted_namespace: str
+) -> None:
+    """The same pod created by an administrator (not one of Airflow's ServiceAccounts) is accepted."""
+    pod = _pod_with(dag_pods["ingest"], "mounts the Cassandra superuser")
+    _dry_run_create(k8s.CoreV1Api(api_client), pod, restricted_namespace)

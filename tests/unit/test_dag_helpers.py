@@ -102,3 +102,56 @@ def test_empty_table_is_stale() -> None:
     fresh, message = judge(None, NOW, timedelta(minutes=30), "ks.t")
     assert not fresh
     assert "no rows" in message
+
+
+@pytest.mark.parametrize(
+    ("state", "verdict"),
+    [
+        ("RUNNING", True),
+        ("FAILED", False),
+        ("SUBMISSION_FAILED", False),
+        # transitions: the operator resubmits (restartPolicy Always); a waiter keeps waiting
+        ("FAILING", None),
+        ("INVALIDATING", None),
+        ("PENDING_RERUN", None),
+        ("SUBMITTED", None),
+        ("SUCCEEDING", None),
+        ("COMPLETED", None),
+        ("UNKNOWN", None),
+        (None, None),
+    ],
+)
+def test_only_final_failures_stop_a_wait_for_the_stream(state: str | None, verdict: bool | None) -> None:
+    from userstream_dags.spark import wait_verdict
+
+    assert wait_verdict(_app(state)) is verdict
+
+
+def test_names_derive_from_the_chart_release() -> None:
+    """The chart names its objects after userstream.fullname: the release when it contains
+    "userstream", else <release>-userstream."""
+    other = DagConfig.from_env({"USERSTREAM_DAG_RELEASE": "etl"})
+    assert other.service_account == "etl-userstream-ingest"
+    assert other.settings_configmap == "etl-userstream-settings"
+    assert other.kafka_user_secret == "etl-userstream-ingest"
+    assert other.kafka_ca_secret == "etl-userstream-kafka-cluster-ca-cert"
+    assert other.postgres_secret == "etl-userstream-staging-app"
+    assert other.cassandra_secret == "etl-userstream-cassandra-reader"
+    assert other.spark_application == "etl-userstream-stream"
+    assert DagConfig.from_env({"USERSTREAM_DAG_RELEASE": "userstream-b"}).spark_application == (
+        "userstream-b-stream"
+    )
+    explicit = DagConfig.from_env({"USERSTREAM_DAG_RELEASE": "etl", "USERSTREAM_DAG_POSTGRES_SECRET": "pg"})
+    assert explicit.postgres_secret == "pg"
+
+
+def test_without_kafka_tls_no_ca_is_mounted_or_configured() -> None:
+    from userstream_dags import pods
+
+    config = DagConfig.from_env({"USERSTREAM_DAG_KAFKA_TLS": "false"})
+    assert config.kafka_tls is False
+    assert [v.name for v in pods.ingest_volumes(config)] == ["tmp"]
+    assert [m.name for m in pods.ingest_mounts(config)] == ["tmp"]
+    assert "USERSTREAM_KAFKA_SSL_CAFILE" not in {e.name for e in pods.ingest_env(config)}
+    default = DagConfig.from_env({})
+    assert [v.name for v in pods.ingest_volumes(default)] == ["kafka-ca", "tmp"]

@@ -83,6 +83,11 @@ def test_users_stream_health_checks_the_app_then_the_rows(dagbag: Any) -> None:
     assert dag.schedule == "*/15 * * * *"
 
 
+def test_health_check_is_active_from_creation(dagbag: Any) -> None:
+    """Airflow pauses new DAGs by default; a paused scheduled health check never runs."""
+    assert dagbag.dags["users_stream_health"].is_paused_upon_creation is False
+
+
 def test_dag_files_hold_no_hosts_or_credentials() -> None:
     forbidden = re.compile(
         r"svc\.cluster\.local|://[^\s\"']+@|password\s*=\s*[\"']|\b\d{1,3}(\.\d{1,3}){3}\b"

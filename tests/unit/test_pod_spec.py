@@ -129,8 +129,9 @@ def test_freshness_pod_reads_cassandra_credentials_by_reference(freshness_pod: d
         ("USERSTREAM_CASSANDRA_USERNAME", "username"),
         ("USERSTREAM_CASSANDRA_PASSWORD", "password"),
     ):
+        # the read-only role charts/userstream creates, never the superuser
         assert env[name]["valueFrom"]["secretKeyRef"] == {
-            "name": "userstream-cassandra-superuser",
+            "name": "userstream-cassandra-reader",
             "key": key,
         }
 

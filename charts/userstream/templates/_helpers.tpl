@@ -51,6 +51,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "userstream.kafkaCaSecret" -}}{{ include "userstream.kafkaName" . }}-cluster-ca-cert{{- end -}}
 {{- define "userstream.cassandraName" -}}{{ include "userstream.fullname" . }}-cassandra{{- end -}}
 {{- define "userstream.cassandraSecret" -}}{{ include "userstream.cassandraName" . }}-superuser{{- end -}}
+{{- define "userstream.cassandraWriterSecret" -}}{{ include "userstream.cassandraName" . }}-writer{{- end -}}
+{{- define "userstream.cassandraReaderSecret" -}}{{ include "userstream.cassandraName" . }}-reader{{- end -}}
 {{- define "userstream.postgresName" -}}{{ include "userstream.fullname" . }}-staging{{- end -}}
 {{- define "userstream.postgresSecret" -}}{{ include "userstream.postgresName" . }}-app{{- end -}}
 {{- define "userstream.checkpointClaim" -}}{{ include "userstream.streamName" . }}-checkpoints{{- end -}}
@@ -91,18 +93,37 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Secret-backed environment: Cassandra credentials from the K8ssandra superuser Secret. */}}
+{{/* Secret-backed Cassandra credentials of one Secret (keys username, password).
+     Context: (dict "secret" NAME "prefix" "USERSTREAM_CASSANDRA_"); prefix defaults to it. */}}
 {{- define "userstream.cassandraCredentialsEnv" -}}
-- name: USERSTREAM_CASSANDRA_USERNAME
+{{- $prefix := default "USERSTREAM_CASSANDRA_" .prefix -}}
+- name: {{ $prefix }}USERNAME
   valueFrom:
     secretKeyRef:
-      name: {{ include "userstream.cassandraSecret" . }}
+      name: {{ .secret }}
       key: username
-- name: USERSTREAM_CASSANDRA_PASSWORD
+- name: {{ $prefix }}PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "userstream.cassandraSecret" . }}
+      name: {{ .secret }}
       key: password
+{{- end -}}
+
+{{/* The roles the migration creates: name and password of each from its Secret. */}}
+{{- define "userstream.cassandraRolesEnv" -}}
+{{- range $role := list "writer" "reader" }}
+{{- $secret := printf "%s-%s" (include "userstream.cassandraName" $) $role }}
+- name: USERSTREAM_CASSANDRA_{{ upper $role }}_ROLE
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: username
+- name: USERSTREAM_CASSANDRA_{{ upper $role }}_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: password
+{{- end }}
 {{- end -}}
 
 {{/* Kafka credentials of one KafkaUser (its Secret has the user's name). Context: (dict "root" $ "user" NAME) */}}
@@ -152,13 +173,19 @@ envFrom:
       name: {{ include "userstream.settingsName" $root }}
 env:
   {{- include "userstream.kafkaCredentialsEnv" (dict "root" $root "user" (include "userstream.streamName" $root)) | nindent 2 }}
-  {{- include "userstream.cassandraCredentialsEnv" $root | nindent 2 }}
+  {{- include "userstream.cassandraCredentialsEnv" (dict "secret" (include "userstream.cassandraWriterSecret" $root)) | nindent 2 }}
 {{- end }}
+{{- define "userstream.sparkMetricsDir" -}}/etc/userstream/spark-metrics{{- end -}}
 {{- define "userstream.sparkMounts" -}}
 - name: tmp
   mountPath: /tmp
 - name: work-dir
   mountPath: /opt/spark/work-dir
+{{- if .Values.streaming.metrics.enabled }}
+- name: spark-metrics
+  mountPath: {{ include "userstream.sparkMetricsDir" . }}
+  readOnly: true
+{{- end }}
 {{- if .Values.kafka.listener.tls }}
 - name: kafka-ca
   mountPath: {{ include "userstream.kafkaCaDir" . }}
