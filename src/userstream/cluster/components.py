@@ -415,6 +415,7 @@ class Kubelet(NodeComponent):
 
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        host.create_cgroups(self.node.cgroup_root)
         resolv = self.cluster.state_dir / "resolv.conf"
         if not resolv.exists():
             resolv.write_text("# pods resolve through the cluster DNS only\n")
@@ -476,9 +477,10 @@ class KubeProxy(NodeComponent):
         )
 
     def probe(self) -> str:
-        status, body = netns_http_get(self.netns, "http://127.0.0.1:10256/healthz")
+        # /livez: the process works; /healthz also wants this node's rules in sync with a Ready node
+        status, body = netns_http_get(self.netns, "http://127.0.0.1:10256/livez")
         if status != 200:
-            raise NotReady(f"healthz: {status} {body[:80]}")
+            raise NotReady(f"livez: {status} {body[:80]}")
         return self.version
 
 
@@ -506,9 +508,14 @@ class Provisioner(ClusterComponent):
     def marker(self) -> str:
         return str(self.volumes_dir)
 
+    @property
+    def ready_file(self) -> Path:
+        return self.home / "ready"
+
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.volumes_dir.mkdir(parents=True, exist_ok=True)
+        self.ready_file.unlink(missing_ok=True)
 
     def command(self) -> list[str]:
         return [
@@ -519,11 +526,12 @@ class Provisioner(ClusterComponent):
             str(self.cluster.kubeconfig),
             "--volumes-dir",
             str(self.volumes_dir),
+            "--ready-file",
+            str(self.ready_file),
         ]
 
     def probe(self) -> str:
-        heartbeat = self.home / "ready"
-        if not heartbeat.exists():
+        if not self.ready_file.exists():
             raise NotReady("no heartbeat yet")
         return self.version
 

@@ -130,13 +130,15 @@ class Journal:
         created = self._list("created_paths")
         for name in list(reversed(created)):
             path = Path(name)
+            existed = path.exists()
             if path.is_dir() and not os.path.ismount(path):
                 shutil.rmtree(path, ignore_errors=True)
-            elif path.exists() and not path.is_dir():
+            elif existed and not path.is_dir():
                 path.unlink(missing_ok=True)
             if not path.exists():
                 created.remove(name)
-                removed.append(name)
+                if existed:
+                    removed.append(name)
         self.save()
         return removed
 
@@ -248,6 +250,24 @@ def cgroup_dirs(cgroup_root: str) -> list[Path]:
         if candidate.is_dir():
             dirs.append(candidate)
     return dirs
+
+
+def create_cgroups(cgroup_root: str) -> None:
+    """Our cgroup folder in every hierarchy: kubelet refuses a ``cgroupRoot`` that is missing in any.
+
+    A new cpuset cgroup (cgroup v1) has no CPUs or memory nodes until given its parent's.
+    """
+    if not CGROUP_ROOT.is_dir():
+        return
+    for hierarchy in CGROUP_ROOT.iterdir():
+        if not hierarchy.is_dir() or hierarchy.is_symlink() or not (hierarchy / "cgroup.procs").exists():
+            continue
+        target = hierarchy / cgroup_root.lstrip("/")
+        target.mkdir(exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            source, dest = hierarchy / name, target / name
+            if source.exists() and dest.exists() and not dest.read_text().strip():
+                dest.write_text(source.read_text().strip())
 
 
 def kill_cgroup_processes(cgroup_root: str) -> int:

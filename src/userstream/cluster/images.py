@@ -422,6 +422,10 @@ def buildah_bud_command(
     command = [
         *buildah_global_args(paths),
         "bud",
+        # buildah keeps a CNI lock in its CNI config folder even with host networking: the cache's,
+        # not /etc/cni on the host
+        "--cni-config-dir",
+        str(paths.root / "cni"),
         "--layers",
         "--pull=never",
         "--format",
