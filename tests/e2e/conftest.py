@@ -109,7 +109,9 @@ def e2e_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
     try:
         yield provider
     finally:
-        provider.stop()
+        left = provider.stop()
+    # the host is as it was: no link, namespace, rule, sysctl, mount, cgroup, process or folder left
+    assert not left, "the project's own cluster left the host changed:\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from kind_support import NAMESPACE, REPO, E2EError
 
 from userstream.cluster import images, layout
 from userstream.cluster.cluster import LocalCluster
+from userstream.cluster.host import differences
 from userstream.settings import Settings
 
 
@@ -29,6 +30,7 @@ class LocalClusterProvider:
     kubectl_bin: str
     helm_bin: str
     started_here: bool = False
+    host_before: dict[str, object] = field(default_factory=dict)
     loaded: set[str] = field(default_factory=set)
 
     name = "local"
@@ -39,13 +41,23 @@ class LocalClusterProvider:
     def start(cls, settings: Settings, *, kubectl: str, helm: str) -> LocalClusterProvider:
         cluster = LocalCluster(settings)
         running = all(c.running_record() is not None for c in cluster.components)
+        before = {} if running else cluster.host_snapshot()
         if not running:
-            cluster.up()
-        return cls(cluster=cluster, kubectl_bin=kubectl, helm_bin=helm, started_here=not running)
+            try:
+                cluster.up()
+            except BaseException:
+                cluster.down()
+                raise
+        return cls(
+            cluster=cluster, kubectl_bin=kubectl, helm_bin=helm, started_here=not running, host_before=before
+        )
 
-    def stop(self) -> None:
-        if self.started_here:
-            self.cluster.down()
+    def stop(self) -> list[str]:
+        """Take the cluster down if this session started it; return what differs on the host."""
+        if not self.started_here:
+            return []
+        self.cluster.down()
+        return differences(self.host_before, self.cluster.host_snapshot())
 
     @property
     def kubeconfig(self) -> Path:
@@ -101,7 +113,7 @@ class LocalClusterProvider:
         """Build (cached) and load the project's images; return their references."""
         wanted = [n for n in names if n not in self.loaded]
         if wanted:
-            tars = images.build_images(self.cluster.settings, names=wanted, echo=print)
+            tars = self.cluster.build_images(wanted)
             self.cluster.load_images(tars)
             self.loaded.update(wanted)
         return [images.image_ref(name) for name in names]

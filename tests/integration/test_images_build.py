@@ -47,6 +47,9 @@ def test_the_ingest_image_built_here_runs_the_cli() -> None:
             [
                 *buildah,
                 "run",
+                # no network: the default one would make a CNI bridge and iptables rules on the host
+                "--network",
+                "none",
                 "--runtime",
                 images.CONTAINER_RUNTIME,
                 "--isolation",

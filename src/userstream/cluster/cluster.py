@@ -60,6 +60,7 @@ OUTSIDE_PATHS = (
     Path("/var/lib/containerd"),
 )
 BASE_IMAGES = ("pause", "coredns")
+CNI_NETWORK = "userstream"  # the "name" of layout.render_cni_config's network
 NODE_READY_TIMEOUT_S = 240.0
 DNS_TIMEOUT_S = 240.0
 
@@ -397,6 +398,15 @@ class LocalCluster:
         except Exception:  # the API server is down: the process table says so
             return []
 
+    def host_snapshot(self) -> dict[str, object]:
+        """What the host looks like in every respect ``up`` may change (see host.snapshot)."""
+        return host.snapshot(
+            markers=[str(self.layout.state_dir)],
+            mount_roots=[self.layout.state_dir, Path("/run"), Path("/var"), Path("/sys/fs/cgroup")],
+            paths=[*OUTSIDE_PATHS, host.RUN_NETNS, host.CNI_RESULTS],
+            sysctls=layout.KUBELET_GLOBAL_SYSCTLS,
+        )
+
     # --- down ------------------------------------------------------------------------------------
     def down(self, *, purge: bool = False) -> dict[str, str]:
         """Stop everything, undo every host change; ``purge`` also deletes the state folder."""
@@ -415,10 +425,14 @@ class LocalCluster:
         for control in reversed(self.control_plane):
             outcomes[control.name] = control.stop()
         unmounted = host.unmount_all([self.layout.state_dir])
+        host.remove_cni_results(CNI_NETWORK)
         for node in self.layout.nodes:
             left = host.remove_cgroups(node.cgroup_root)
             if left:
                 outcomes[f"{node.name}-cgroups"] = f"could not remove {', '.join(map(str, left[:3]))}"
+        if host.link_exists(self.layout.host_link):
+            # its peer goes with the hub's namespace, but only once the kernel gets to it: now
+            host.run(["ip", "link", "delete", self.layout.host_link], check=False)
         deleted = host.delete_netns(self.journal)
         restored = self.journal.restore_sysctls()
         self.journal.restore_run_netns()

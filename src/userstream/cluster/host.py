@@ -51,6 +51,12 @@ def in_netns(netns: str, argv: Sequence[str]) -> list[str]:
     return ["nsenter", f"--net={RUN_NETNS / netns}", "--", *argv]
 
 
+def is_mountpoint(path: Path) -> bool:
+    """True when ``path`` is a mount point (also a bind mount of its own file system, which
+    os.path.ismount cannot see)."""
+    return path.resolve() in mountpoints_under([path.resolve()]) if path.exists() else False
+
+
 # --- journal ------------------------------------------------------------------------------------
 
 
@@ -131,7 +137,7 @@ class Journal:
         for name in list(reversed(created)):
             path = Path(name)
             existed = path.exists()
-            if path.is_dir() and not os.path.ismount(path):
+            if path.is_dir() and not is_mountpoint(path):
                 shutil.rmtree(path, ignore_errors=True)
             elif existed and not path.is_dir():
                 path.unlink(missing_ok=True)
@@ -145,7 +151,7 @@ class Journal:
     # /run/netns ---------------------------------------------------------------------------------
     def remember_run_netns(self) -> None:
         if "run_netns_was_mount" not in self.data:
-            self.data["run_netns_was_mount"] = os.path.ismount(RUN_NETNS)
+            self.data["run_netns_was_mount"] = is_mountpoint(RUN_NETNS)
             self.data["run_netns_existed"] = RUN_NETNS.exists()
             self.save()
 
@@ -154,7 +160,9 @@ class Journal:
             return
         if RUN_NETNS.exists() and not any(RUN_NETNS.iterdir()):
             if not self.data["run_netns_was_mount"]:
-                while os.path.ismount(RUN_NETNS):
+                for _ in range(5):
+                    if not is_mountpoint(RUN_NETNS):
+                        break
                     if run(["umount", str(RUN_NETNS)], check=False).returncode != 0:
                         break
             if not self.data["run_netns_existed"]:
@@ -238,6 +246,20 @@ def unmount_all(prefixes: Sequence[Path]) -> int:
                 run(["umount", "-l", str(point)], check=False)
             count += 1
     return count
+
+
+CNI_RESULTS = Path("/var/lib/cni/results")
+
+
+def remove_cni_results(network: str) -> int:
+    """The CNI plugins' cached results of our pods (libcni keeps them under /var/lib/cni/results as
+    ``<network>-<container>-<interface>``; containerd 1.6 offers no other folder)."""
+    removed = 0
+    if CNI_RESULTS.is_dir():
+        for entry in CNI_RESULTS.glob(f"{network}-*"):
+            entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def cgroup_dirs(cgroup_root: str) -> list[Path]:
@@ -385,3 +407,54 @@ def ensure_host_packages(echo: object = print) -> None:
     still = missing_packages()
     if still:
         raise PrerequisiteError(f"after apt-get install, still missing: {', '.join(still)}")
+
+
+# --- what the host looks like -----------------------------------------------------------------
+
+
+def snapshot(
+    markers: Sequence[str], mount_roots: Sequence[Path], paths: Sequence[Path], sysctls: Sequence[str]
+) -> dict[str, object]:
+    """The host state the cluster may touch, to compare before ``up`` and after ``down``: links,
+    network namespaces, iptables rules, global sysctls, mount points under ``mount_roots``
+    (elsewhere other programs' mounts come and go), top-level cgroups, processes
+    whose command line names one of ``markers``, and which of ``paths`` exist."""
+    links = run(["ip", "-o", "link", "show"], check=False).stdout
+    rules = run(["iptables-save"], check=False).stdout if shutil.which("iptables-save") else ""
+    mounts = [str(p) for p in mountpoints_under(mount_roots)]
+    cgroups = sorted(
+        f"{h.name}/{c.name}"
+        for h in (CGROUP_ROOT.iterdir() if CGROUP_ROOT.is_dir() else [])
+        if h.is_dir() and not h.is_symlink()
+        for c in h.iterdir()
+        if c.is_dir()
+    )
+    values = {}
+    for name in sysctls:
+        with contextlib.suppress(OSError):
+            values[name] = (PROC_SYS / name).read_text().strip()
+    return {
+        "links": sorted(
+            line.split(":")[1].strip().split("@")[0] for line in links.splitlines() if ":" in line
+        ),
+        "netns": sorted(p.name for p in RUN_NETNS.iterdir()) if RUN_NETNS.is_dir() else [],
+        "iptables": sorted(
+            line
+            for line in rules.splitlines()
+            if line and not line.startswith(("#", ":")) and line != "COMMIT"
+        ),
+        "sysctls": values,
+        "mounts": sorted(mounts),
+        "cgroups": cgroups,
+        "processes": sorted(pid for marker in markers for pid in processes_matching(marker)),
+        "paths": sorted(str(p) for p in paths if p.exists()),
+    }
+
+
+def differences(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """What changed between two snapshots, one line per kind of state."""
+    changed = []
+    for key in before:
+        if before[key] != after.get(key):
+            changed.append(f"{key}: before {before[key]!r}, after {after.get(key)!r}")
+    return changed

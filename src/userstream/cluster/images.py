@@ -406,9 +406,22 @@ def buildah_global_args(paths: Paths) -> list[str]:
     ]
 
 
+CONTAINERS_CONF = """\
+# written by userstream: buildah's network configuration (a CNI lock file even with host networking)
+# stays in the image cache instead of /etc/cni on the host
+[network]
+network_config_dir = "{cni_dir}"
+"""
+
+
 def buildah_env(paths: Paths) -> dict[str, str]:
     # buildah's temporary files (image copies, blobs) go to TMPDIR: keep them in the cache too
-    return {**os.environ, "TMPDIR": str(paths.tmp), "BUILDAH_ISOLATION": "oci"}
+    conf = paths.root / "containers.conf"
+    text = CONTAINERS_CONF.format(cni_dir=paths.root / "cni")
+    if not conf.is_file() or conf.read_text(encoding="utf-8") != text:
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(text, encoding="utf-8")
+    return {**os.environ, "TMPDIR": str(paths.tmp), "BUILDAH_ISOLATION": "oci", "CONTAINERS_CONF": str(conf)}
 
 
 def buildah_bud_command(
@@ -422,10 +435,6 @@ def buildah_bud_command(
     command = [
         *buildah_global_args(paths),
         "bud",
-        # buildah keeps a CNI lock in its CNI config folder even with host networking: the cache's,
-        # not /etc/cni on the host
-        "--cni-config-dir",
-        str(paths.root / "cni"),
         "--layers",
         "--pull=never",
         "--format",
