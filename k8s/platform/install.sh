@@ -19,6 +19,12 @@
 #   AIRFLOW_IMAGE_REPOSITORY, INGEST_IMAGE_REPOSITORY   default userstream-airflow, userstream-ingest
 #   AIRFLOW_LOGS_ACCESS_MODE  access mode of the task-log volume (default ReadWriteMany; kind: ReadWriteOnce)
 #   AIRFLOW_LOGS_STORAGE_CLASS, AIRFLOW_LOGS_SIZE       default: the cluster's default class, 5Gi
+#   CHART_SOURCE           repo (default: the charts' repositories) or go-module: where no chart
+#                          repository or container registry is reachable (the project's own cluster),
+#                          spark-operator's chart and CloudNativePG's release manifest come from their Go
+#                          modules (the module proxy) and run the images built here (make images):
+#   SPARK_OPERATOR_IMAGE   with go-module: default docker.io/library/userstream-spark-operator:<version>
+#   CLOUDNATIVE_PG_IMAGE   with go-module: default docker.io/library/userstream-cloudnative-pg:<version>
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,10 +43,17 @@ INGEST_IMAGE_REPOSITORY="${INGEST_IMAGE_REPOSITORY:-userstream-ingest}"
 AIRFLOW_LOGS_ACCESS_MODE="${AIRFLOW_LOGS_ACCESS_MODE:-ReadWriteMany}"
 AIRFLOW_LOGS_STORAGE_CLASS="${AIRFLOW_LOGS_STORAGE_CLASS:-}"
 AIRFLOW_LOGS_SIZE="${AIRFLOW_LOGS_SIZE:-5Gi}"
+CHART_SOURCE="${CHART_SOURCE:-repo}"
+SPARK_OPERATOR_IMAGE="${SPARK_OPERATOR_IMAGE:-docker.io/library/userstream-spark-operator:${SPARK_OPERATOR_VERSION}}"
+CLOUDNATIVE_PG_IMAGE="${CLOUDNATIVE_PG_IMAGE:-docker.io/library/userstream-cloudnative-pg:${CLOUDNATIVE_PG_VERSION}}"
 
 for tool in "$HELM" "$KUBECTL"; do
   [[ -x "$tool" ]] || { echo "install.sh: $tool not found: run 'make tools'" >&2; exit 1; }
 done
+case "$CHART_SOURCE" in
+  repo | go-module) ;;
+  *) echo "install.sh: CHART_SOURCE='$CHART_SOURCE': expected repo or go-module" >&2; exit 2 ;;
+esac
 case "$AIRFLOW_LOGS_ACCESS_MODE" in
   ReadWriteMany | ReadWriteOnce) ;;
   *) echo "install.sh: AIRFLOW_LOGS_ACCESS_MODE='$AIRFLOW_LOGS_ACCESS_MODE': expected ReadWriteMany or ReadWriteOnce" >&2; exit 2 ;;
@@ -88,7 +101,33 @@ install_strimzi() {
     kubectl_ apply --server-side --force-conflicts --field-manager=userstream-install -f -
   release strimzi strimzi "$STRIMZI_CHART" "${STRIMZI_VERSION}" strimzi.values.yaml
 }
+# The folder of a Go module at a version, downloaded through the module proxy (go mod download).
+go_module_dir() {
+  command -v go >/dev/null || { echo "install.sh: CHART_SOURCE=go-module needs Go (go mod download)" >&2; exit 1; }
+  local dir
+  dir="$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
+  [[ -d "$dir" ]] || { echo "install.sh: go mod download $1 gave no folder" >&2; exit 1; }
+  echo "$dir"
+}
+
+# "registry/repository:tag" -> the three --set values the spark-operator chart builds its image from
+# (spark-operator v2.5.2 charts/spark-operator-chart/templates/_helpers.tpl, "spark-operator.image").
+spark_operator_image_args() {
+  local image="$1" registry rest
+  registry="${image%%/*}"; rest="${image#*/}"
+  echo "--set" "image.registry=$registry" "--set" "image.repository=${rest%:*}" "--set" "image.tag=${rest##*:}"
+}
+
 install_spark_operator() {
+  if [[ "$CHART_SOURCE" == go-module ]]; then
+    # the chart ships in the operator's Go module (spark-operator v2.5.2: charts/spark-operator-chart)
+    local chart
+    chart="$(go_module_dir "github.com/kubeflow/spark-operator/v2@v${SPARK_OPERATOR_VERSION}")/charts/spark-operator-chart"
+    # shellcheck disable=SC2046
+    release spark-operator spark-operator "$chart" "${SPARK_OPERATOR_VERSION}" spark-operator.values.yaml \
+      $(spark_operator_image_args "$SPARK_OPERATOR_IMAGE")
+    return
+  fi
   release spark-operator spark-operator spark-operator "${SPARK_OPERATOR_VERSION}" spark-operator.values.yaml \
     --repo https://kubeflow.github.io/spark-operator
 }
@@ -98,6 +137,21 @@ install_k8ssandra_operator() {
     --set "image.tag=v${K8SSANDRA_OPERATOR_VERSION}"
 }
 install_cloudnative_pg() {
+  if [[ "$CHART_SOURCE" == go-module ]]; then
+    # The operator's own release manifest (cloudnative-pg v1.30.0 releases/cnpg-1.30.0.yaml: CRDs,
+    # RBAC, webhooks, the Deployment in cnpg-system), its image replaced by the one built here in both
+    # places it is named (the container and OPERATOR_IMAGE_NAME, which the instances' bootstrap uses).
+    local manifest upstream="ghcr.io/cloudnative-pg/cloudnative-pg:${CLOUDNATIVE_PG_VERSION}"
+    manifest="$(go_module_dir "github.com/cloudnative-pg/cloudnative-pg@v${CLOUDNATIVE_PG_VERSION}")/releases/cnpg-${CLOUDNATIVE_PG_VERSION}.yaml"
+    grep -q "$upstream" "$manifest" || { echo "install.sh: $manifest does not name $upstream" >&2; exit 1; }
+    echo "==> cnpg $manifest (namespace cnpg-system, image $CLOUDNATIVE_PG_IMAGE)"
+    # imagePullPolicy Always would pull what was built here and never pushed: IfNotPresent
+    sed -e "s#${upstream}#${CLOUDNATIVE_PG_IMAGE}#g" -e "s#imagePullPolicy: Always#imagePullPolicy: IfNotPresent#g" \
+      "$manifest" >"$WORK/cnpg.yaml"
+    kubectl_ apply --server-side --force-conflicts --field-manager=userstream-install -f "$WORK/cnpg.yaml" >/dev/null
+    kubectl_ -n cnpg-system rollout status deployment/cnpg-controller-manager --timeout "$TIMEOUT"
+    return
+  fi
   release cnpg cnpg-system cloudnative-pg "${CLOUDNATIVE_PG_CHART_VERSION}" cloudnative-pg.values.yaml \
     --repo https://cloudnative-pg.github.io/charts
 }

@@ -99,6 +99,9 @@ def coredns_objects(image: str) -> list[dict[str, Any]]:
                                     "httpGet": {"path": "/health", "port": 8080},
                                     "initialDelaySeconds": 10,
                                     "periodSeconds": 10,
+                                    # two cores shared with image builds: a slow answer is not a dead server
+                                    "timeoutSeconds": 5,
+                                    "failureThreshold": 6,
                                 },
                                 "securityContext": {
                                     "allowPrivilegeEscalation": False,
