@@ -282,10 +282,18 @@ def dockerfile_arg_names(dockerfile: Path) -> list[str]:
     return names
 
 
+# the automatic platform ARGs of Dockerfiles (Docker docs, "Automatic platform ARGs in the global scope")
+PLATFORM_ARGS = frozenset(
+    {"TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "BUILDPLATFORM", "BUILDOS", "BUILDARCH"}
+)
+
+
 def build_args(spec: ImageSpec, pins: Mapping[str, str], version: str) -> dict[str, str]:
     """Every ARG of the Dockerfile, from versions.env (``USERSTREAM_<NAME>_IMAGE``: our own image)."""
     args: dict[str, str] = {}
     for name in dockerfile_arg_names(spec.dockerfile):
+        if name in PLATFORM_ARGS:
+            continue  # set by the builder itself (docker BuildKit and buildah both do)
         match = re.fullmatch(r"USERSTREAM_([A-Z0-9_]+)_IMAGE", name)
         if match:
             args[name] = image_ref(match.group(1).lower().replace("_", "-"), pins, version)
