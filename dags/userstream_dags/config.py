@@ -11,6 +11,22 @@ the release name of the ``userstream`` chart, exactly as the chart derives them
 (``userstream.fullname`` in charts/userstream/templates/_helpers.tpl); each can still be set on its
 own. ``USERSTREAM_DAG_KAFKA_TLS=false`` matches the chart's ``kafka.listener.tls: false`` (no CA to
 mount). Only ``os.environ`` is read, so parsing a DAG file does no I/O.
+
+With the chart in external mode (``kafka.enabled``/``cassandra.enabled``/``postgres.enabled``
+false, docs/charts.md "External Kafka, Cassandra and PostgreSQL") the pods take their credentials
+from the Secrets named in the chart's values, which these variables name for the DAGs (the chart's
+NOTES print them)::
+
+    USERSTREAM_DAG_KAFKA_USER_SECRET       kafka.external.users.ingest.secretName
+    USERSTREAM_DAG_KAFKA_USERNAME_KEY      its usernameKey (set: the user name is read from the Secret)
+    USERSTREAM_DAG_KAFKA_PASSWORD_KEY      its passwordKey
+    USERSTREAM_DAG_KAFKA_TLS=false         SASL_PLAINTEXT, or SASL_SSL without a CA Secret
+    USERSTREAM_DAG_KAFKA_CA_SECRET, _KEY   kafka.external.caSecret.name, .key (SASL_SSL)
+    USERSTREAM_DAG_POSTGRES_SECRET         postgres.external.dsnSecret.name
+    USERSTREAM_DAG_POSTGRES_DSN_KEY        postgres.external.dsnSecret.key
+    USERSTREAM_DAG_CASSANDRA_SECRET        cassandra.external.readerSecret.name
+    USERSTREAM_DAG_CASSANDRA_USERNAME_KEY  its usernameKey
+    USERSTREAM_DAG_CASSANDRA_PASSWORD_KEY  its passwordKey
 """
 
 from __future__ import annotations
@@ -58,8 +74,11 @@ class DagConfig:
 
     # Non-secret USERSTREAM_* settings, loaded with envFrom
     settings_configmap: str = ""
-    # Strimzi KafkaUser: the user name is the KafkaUser's (and its Secret's) name
+    # The ingestion's Kafka user. Strimzi (the default): a KafkaUser, whose name is the user name and
+    # its Secret's name. External Kafka: a Secret of the platform's; kafka_username_key names the key
+    # holding the user name (empty: the Secret's name is the user name, as with Strimzi).
     kafka_user_secret: str = ""
+    kafka_username_key: str = ""
     kafka_password_key: str = "password"  # noqa: S105 - a Secret's name, not its value
     # The chart's kafka.listener.tls: with TLS the Strimzi cluster CA is mounted as a file
     kafka_tls: bool = True
@@ -71,9 +90,12 @@ class DagConfig:
     # CloudNativePG application Secret of the staging database
     postgres_secret: str = ""
     postgres_dsn_key: str = "uri"
-    # The read-only Cassandra role's Secret (charts/userstream creates it; the freshness check reads
-    # Cassandra with SELECT on the table only, never as the superuser)
+    # The read-only Cassandra role's Secret (charts/userstream creates it, or names it in external
+    # mode: cassandra.external.readerSecret; the freshness check reads Cassandra with SELECT on the
+    # table only, never as the superuser)
     cassandra_secret: str = ""
+    cassandra_username_key: str = "username"
+    cassandra_password_key: str = "password"  # noqa: S105 - a Secret's key, not its value
 
     # The streaming consumer
     spark_application: str = ""
@@ -108,6 +130,7 @@ class DagConfig:
 
     @property
     def kafka_username(self) -> str:
+        """The Kafka user name when it is the Secret's name (Strimzi); see :attr:`kafka_username_key`."""
         return self.kafka_user_secret
 
     @property

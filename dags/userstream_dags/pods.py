@@ -63,8 +63,14 @@ def _secret_env(name: str, secret: str, key: str) -> k8s.V1EnvVar:
 
 def ingest_env(config: DagConfig) -> list[k8s.V1EnvVar]:
     """Environment of the ingestion pod on top of the settings ConfigMap."""
+    if config.kafka_username_key:  # a platform's Kafka (the chart's external mode)
+        username = _secret_env(
+            "USERSTREAM_KAFKA_USERNAME", config.kafka_user_secret, config.kafka_username_key
+        )
+    else:  # a Strimzi KafkaUser: its name is the user name
+        username = k8s.V1EnvVar(name="USERSTREAM_KAFKA_USERNAME", value=config.kafka_username)
     env = [
-        k8s.V1EnvVar(name="USERSTREAM_KAFKA_USERNAME", value=config.kafka_username),
+        username,
         _secret_env("USERSTREAM_KAFKA_PASSWORD", config.kafka_user_secret, config.kafka_password_key),
     ]
     if config.kafka_tls:
@@ -85,8 +91,8 @@ def ingest_mounts(config: DagConfig) -> list[k8s.V1VolumeMount]:
 def freshness_env(config: DagConfig) -> list[k8s.V1EnvVar]:
     """Environment of the freshness check: Cassandra credentials on top of the settings ConfigMap."""
     return [
-        _secret_env("USERSTREAM_CASSANDRA_USERNAME", config.cassandra_secret, "username"),
-        _secret_env("USERSTREAM_CASSANDRA_PASSWORD", config.cassandra_secret, "password"),
+        _secret_env("USERSTREAM_CASSANDRA_USERNAME", config.cassandra_secret, config.cassandra_username_key),
+        _secret_env("USERSTREAM_CASSANDRA_PASSWORD", config.cassandra_secret, config.cassandra_password_key),
     ]
 
 

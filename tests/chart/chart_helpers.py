@@ -64,13 +64,17 @@ def run_helm(*args: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _render(values_yaml: str, values_files: tuple[str, ...], show_only: tuple[str, ...]) -> str:
+def _render(
+    values_yaml: str, values_files: tuple[str, ...], show_only: tuple[str, ...], skip_schema: bool = False
+) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(values_yaml)
         path = handle.name
     try:
         args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
         args += ["--kube-version", VERSIONS["KUBERNETES_VERSION"]]
+        if skip_schema:  # what templates/check-values.yaml says on its own
+            args += ["--skip-schema-validation"]
         for f in values_files:
             args += ["--values", f]
         args += ["--values", path]
@@ -85,13 +89,16 @@ def render_chart(
     values: dict[str, Any] | None = None,
     show_only: Iterable[str] = (),
     values_files: Iterable[Path | str] = (),
+    skip_schema: bool = False,
 ) -> list[dict[str, Any]]:
     """Render the chart with ``helm template`` and return its documents (parsed, without empties)."""
     show_only = tuple(show_only)
     for template in show_only:
         assert (CHART / template).is_file(), f"no template {template} in {CHART}"
     try:
-        text = _render(yaml.safe_dump(values or {}), tuple(str(f) for f in values_files), show_only)
+        text = _render(
+            yaml.safe_dump(values or {}), tuple(str(f) for f in values_files), show_only, skip_schema
+        )
     except HelmError as exc:
         # helm refuses --show-only of a template that rendered nothing (a feature switched off)
         if "could not find template" in str(exc):
@@ -100,10 +107,13 @@ def render_chart(
     return [copy.deepcopy(doc) for doc in yaml.safe_load_all(text) if doc]
 
 
-def render_error(values: dict[str, Any], values_files: Iterable[Path | str] = ()) -> str:
-    """Render values that must be refused; return helm's error message."""
+def render_error(
+    values: dict[str, Any], values_files: Iterable[Path | str] = (), skip_schema: bool = False
+) -> str:
+    """Render values that must be refused; return helm's error message (``skip_schema``: the message
+    of templates/check-values.yaml, with values.schema.json not applied)."""
     try:
-        render_chart(values, values_files=values_files)
+        render_chart(values, values_files=values_files, skip_schema=skip_schema)
     except HelmError as exc:
         return str(exc)
     raise AssertionError(f"helm rendered values it should refuse: {values}")

@@ -12,6 +12,25 @@ pytestmark = pytest.mark.chart
 
 KIND_VALUES = CHART / "ci" / "kind-values.yaml"
 
+# The smallest external-mode values (tests/chart/test_chart_external.py covers that mode).
+EXTERNAL_KAFKA = {
+    "enabled": False,
+    "external": {
+        "bootstrapServers": "k1:9093,k2:9093",
+        "users": {"ingest": {"secretName": "kafka-ingest"}, "stream": {"secretName": "kafka-stream"}},
+    },
+}
+EXTERNAL_CASSANDRA = {
+    "enabled": False,
+    "external": {
+        "contactPoints": "c1,c2",
+        "localDatacenter": "dc1",
+        "adminSecret": {"name": "cass-admin"},
+        "writerSecret": {"name": "cass-writer"},
+        "readerSecret": {"name": "cass-reader"},
+    },
+}
+
 
 class TestSettingsConfigMap:
     def _data(self, values: dict | None = None) -> dict[str, str]:
@@ -67,13 +86,7 @@ class TestSettingsConfigMap:
         )
 
     def test_external_services(self) -> None:
-        data = self._data(
-            {
-                "kafka": {"enabled": False, "externalBootstrapServers": "k1:9093,k2:9093"},
-                "cassandra": {"enabled": False, "externalContactPoints": "c1,c2"},
-                "streaming": {"enabled": False},
-            }
-        )
+        data = self._data({"kafka": EXTERNAL_KAFKA, "cassandra": EXTERNAL_CASSANDRA})
         assert data["USERSTREAM_KAFKA_BOOTSTRAP_SERVERS"] == "k1:9093,k2:9093"
         assert data["USERSTREAM_CASSANDRA_CONTACT_POINTS"] == "c1,c2"
 
@@ -146,11 +159,7 @@ class TestKafka:
         }
 
     def test_disabled(self) -> None:
-        values = {
-            "kafka": {"enabled": False, "externalBootstrapServers": "k:9093"},
-            "streaming": {"enabled": False},
-        }
-        docs = render_chart(values)
+        docs = render_chart({"kafka": EXTERNAL_KAFKA})
         assert not [d for d in docs if d["apiVersion"].startswith("kafka.strimzi.io/")]
 
 
@@ -166,7 +175,7 @@ class TestCassandra:
         assert (dc["metadata"]["name"], dc["size"]) == ("dc1", 3)
 
     def test_disabled(self) -> None:
-        docs = render_chart({"cassandra": {"enabled": False, "externalContactPoints": "c1"}})
+        docs = render_chart({"cassandra": EXTERNAL_CASSANDRA})
         assert not by_kind(docs, "K8ssandraCluster")
 
 
@@ -189,7 +198,10 @@ class TestPostgres:
 
     def test_disabled(self) -> None:
         assert (
-            render_chart({"postgres": {"enabled": False}}, show_only=["templates/postgres/cluster.yaml"])
+            render_chart(
+                {"postgres": {"enabled": False, "external": {"dsnSecret": {"name": "staging-dsn"}}}},
+                show_only=["templates/postgres/cluster.yaml"],
+            )
             == []
         )
 
@@ -525,10 +537,7 @@ class TestCheckValues:
             ({"streaming": {"metrics": {"enabled": True, "port": 0}}}, "needs streaming.metrics.port"),
             ({"kafka": {"dlqTopic": {"name": "users_created"}}}, "must differ"),
             ({"kafka": {"nodePool": {"replicas": 1}}}, "has 3 replicas but kafka.nodePool.replicas is 1"),
-            (
-                {"kafka": {"enabled": False}, "streaming": {"enabled": False}},
-                "set kafka.externalBootstrapServers",
-            ),
+            ({"kafka": {"enabled": False}}, "/kafka/external/bootstrapServers"),
             (
                 {"streaming": {"checkpoint": {"accessMode": "ReadWriteOnce", "mountInExecutors": True}}},
                 "ReadWriteOnce cannot be mounted",

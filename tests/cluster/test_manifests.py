@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cluster_api import KubeApiServer, api_error_message, dynamic_client
 from cluster_manifests import (
+    CI_VALUES,
     CRDS_ABSENT,
     NAMESPACE,
     Loaded,
@@ -93,6 +94,13 @@ def test_chart_object_of_every_value_profile_is_accepted(
     if problem := PROFILES[profile].problem:
         pytest.fail(problem)
     _check(applied_profiles.get(object_id), f"{object_id} (helm template ... -f ci/{profile})")
+
+
+def test_every_ci_profile_is_applied() -> None:
+    """A new ci/ value profile is applied without naming it here: the kind profile in namespace
+    userstream, every other one (cloud, local-cluster, ...) in its own."""
+    assert {p.name for p in CI_VALUES.parent.glob("*.yaml")} == {CI_VALUES.name, *PROFILES}
+    assert "local-cluster-values.yaml" in PROFILES
 
 
 def test_accepted_chart_objects_are_stored(

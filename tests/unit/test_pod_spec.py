@@ -152,3 +152,40 @@ def test_pod_follows_the_dag_configuration(tmp_path: Any) -> None:
     assert kwargs["image"] == "registry.example/userstream-ingest:1.2.3"
     dsn = next(env for env in pods.ingest_env(config) if env.name == "USERSTREAM_POSTGRES_DSN")
     assert dsn.value_from.secret_key_ref.name == "staging-app"
+
+
+def test_pods_read_a_platform_kafka_and_cassandra_from_the_named_secrets() -> None:
+    """The chart's external mode: the user name comes from the Secret too, keys are configurable,
+    and without a CA to mount nothing is mounted (docs/charts.md, "External Kafka, Cassandra and
+    PostgreSQL")."""
+    from userstream_dags import pods
+    from userstream_dags.config import DagConfig
+
+    config = DagConfig.from_env(
+        {
+            "USERSTREAM_DAG_KAFKA_USER_SECRET": "userstream-kafka-ingest",
+            "USERSTREAM_DAG_KAFKA_USERNAME_KEY": "user",
+            "USERSTREAM_DAG_KAFKA_PASSWORD_KEY": "pass",
+            "USERSTREAM_DAG_KAFKA_TLS": "false",
+            "USERSTREAM_DAG_POSTGRES_SECRET": "staging-db",
+            "USERSTREAM_DAG_POSTGRES_DSN_KEY": "dsn",
+            "USERSTREAM_DAG_CASSANDRA_SECRET": "cass-reader",
+            "USERSTREAM_DAG_CASSANDRA_USERNAME_KEY": "login",
+            "USERSTREAM_DAG_CASSANDRA_PASSWORD_KEY": "secret",
+        }
+    )
+    refs = {
+        env.name: (env.value_from.secret_key_ref.name, env.value_from.secret_key_ref.key)
+        for env in pods.ingest_env(config) + pods.freshness_env(config)
+    }
+    assert refs == {
+        "USERSTREAM_KAFKA_USERNAME": ("userstream-kafka-ingest", "user"),
+        "USERSTREAM_KAFKA_PASSWORD": ("userstream-kafka-ingest", "pass"),
+        "USERSTREAM_POSTGRES_DSN": ("staging-db", "dsn"),
+        "USERSTREAM_CASSANDRA_USERNAME": ("cass-reader", "login"),
+        "USERSTREAM_CASSANDRA_PASSWORD": ("cass-reader", "secret"),
+    }
+    assert [volume.name for volume in pods.ingest_volumes(config)] == ["tmp"]
+    # the defaults stay Strimzi's: the KafkaUser's name is the user name
+    default = {env.name: env for env in pods.ingest_env(DagConfig())}
+    assert default["USERSTREAM_KAFKA_USERNAME"].value == "userstream-ingest"
