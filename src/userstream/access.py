@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 if TYPE_CHECKING:
     from userstream.settings import Settings
 
@@ -164,6 +162,11 @@ def _name(value: Any, where: str) -> str:
 
 def parse_definition(text: str) -> AccessDefinition:
     """Parse and validate the YAML text of the access definition."""
+    try:  # not a dependency of the images: the local stack and the tests read the file
+        import yaml
+    except ImportError:
+        raise AccessError("reading the access definition needs PyYAML (pip install pyyaml)") from None
+
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
