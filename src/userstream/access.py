@@ -49,6 +49,7 @@ CASSANDRA_RESOURCE_TYPES = ("keyspace", "table")
 CASSANDRA_PERMISSIONS = ("ALL", "CREATE", "ALTER", "DROP", "SELECT", "MODIFY", "AUTHORIZE", "DESCRIBE")
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
 
 class AccessError(ValueError):
@@ -82,6 +83,10 @@ class CassandraRole:
     key: str
     description: str
     grants: tuple[CassandraGrant, ...]
+    name: str | None = None  # the role's name; default <prefix>-<key>
+
+    def role_name(self, prefix: str = LOCAL_PREFIX) -> str:
+        return self.name or principal(self.key, prefix)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class AccessDefinition:
                 key,
                 role.description,
                 tuple(CassandraGrant(g.resource_type, fill(g.name), g.permissions) for g in role.grants),
+                role.name,
             )
             for key, role in self.cassandra_roles.items()
         }
@@ -223,7 +229,14 @@ def parse_definition(text: str) -> AccessDefinition:
                 for p in _list(entry.get("permissions"), f"{at}.permissions")
             )
             grants.append(CassandraGrant(resource_type, name, permissions))
-        roles[_key(key, where)] = CassandraRole(key, str(body.get("description", "")), tuple(grants))
+        role_name = body.get("name")
+        if role_name is not None and (not isinstance(role_name, str) or not _ROLE_RE.match(role_name)):
+            raise AccessError(
+                f"{where}.name: {role_name!r} must be lower-case letters, digits and '_' (max 48)"
+            )
+        roles[_key(key, where)] = CassandraRole(
+            key, str(body.get("description", "")), tuple(grants), role_name
+        )
     return AccessDefinition(names, users, roles)
 
 
@@ -315,5 +328,5 @@ def cql_grants(definition: AccessDefinition, prefix: str = LOCAL_PREFIX) -> list
         for grant in role.grants:
             keyspace, _, table = grant.name.partition(".")
             for permission in grant.permissions:
-                grants.append(CqlGrant(principal(role.key, prefix), permission, keyspace, table or None))
+                grants.append(CqlGrant(role.role_name(prefix), permission, keyspace, table or None))
     return grants

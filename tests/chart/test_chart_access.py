@@ -93,6 +93,15 @@ def test_kafka_users_equal_the_access_definition(files: tuple[Any, ...], extra: 
         assert _chart_acls(user) == _definition_acls(definition, key), f"ACLs of {name} drifted"
 
 
+def test_the_chart_cassandra_role_names_are_the_definitions() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    roles = values["cassandra"].get("roles")
+    if roles is None:
+        pytest.skip("this chart defines no Cassandra roles (cassandra.roles) yet")
+    definition = access.load_definition()
+    assert {key: role.name for key, role in definition.cassandra_roles.items()} == roles
+
+
 def test_the_default_consumer_group_prefix_is_the_definitions() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     definition = access.load_definition()

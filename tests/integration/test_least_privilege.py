@@ -179,7 +179,8 @@ def test_cassandra_roles_get_exactly_their_grants(names: Settings, settings_as: 
 
     def session_as(client: Client) -> tuple[Any, Any]:
         chosen = settings_as(names, client)
-        assert chosen.cassandra_username == (ADMIN if client == "admin" else access.principal(client))
+        expected = {"admin": ADMIN, "stream": "userstream_writer", "checks": "userstream_reader"}
+        assert chosen.cassandra_username == expected[client]
         return cassandra_store.connect(CassandraConfig.from_settings(chosen))
 
     cluster, session = session_as("stream")

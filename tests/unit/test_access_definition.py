@@ -31,7 +31,7 @@ cassandra:
 def test_the_repository_definition_loads_with_the_chart_names() -> None:
     definition = access.for_settings(load_settings())
     assert set(definition.kafka_users) == {"ingest", "stream"}
-    assert set(definition.cassandra_roles) == {"stream", "checks"}
+    assert set(definition.cassandra_roles) == {"writer", "reader"}
     bindings = {
         (b.principal, b.resource_type, b.name, b.pattern_type, b.operation)
         for b in access.acl_bindings(definition)
@@ -46,9 +46,9 @@ def test_the_repository_definition_loads_with_the_chart_names() -> None:
         ("userstream-stream", "topic", "users_created.dlq", "literal", "Describe"),
     }
     assert [g.statement for g in access.cql_grants(definition)] == [
-        'GRANT MODIFY ON TABLE spark_streams.created_users TO "userstream-stream"',
-        'GRANT SELECT ON TABLE spark_streams.created_users TO "userstream-stream"',
-        'GRANT SELECT ON TABLE spark_streams.created_users TO "userstream-checks"',
+        'GRANT MODIFY ON TABLE spark_streams.created_users TO "userstream_writer"',
+        'GRANT SELECT ON TABLE spark_streams.created_users TO "userstream_writer"',
+        'GRANT SELECT ON TABLE spark_streams.created_users TO "userstream_reader"',
     ]
 
 
@@ -79,6 +79,7 @@ def test_minimal_definition_keyspace_grant_and_default_pattern() -> None:
         (MINIMAL.replace("writer:", "Writer_1:"), "Writer_1"),
         (MINIMAL.replace("{type: keyspace", "{type: table"), "<keyspace>.<table>"),
         (MINIMAL + "extra: 1\n", "unknown keys"),
+        (MINIMAL.replace("    reader:\n", "    reader:\n      name: Bad-Name\n"), "Bad-Name"),
         ("kafka: [", "not valid YAML"),
     ],
 )
@@ -127,7 +128,7 @@ def test_credentials_are_generated_once_private_and_complete(tmp_path: Path) -> 
     for name in ("kafka.json", "cassandra.json"):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
     assert set(first.kafka) == {"userstream-admin", "userstream-ingest", "userstream-stream"}
-    assert set(first.cassandra) == {"userstream-admin", "userstream-stream", "userstream-checks"}
+    assert set(first.cassandra) == {"userstream-admin", "userstream_writer", "userstream_reader"}
     assert len(set(first.kafka.values())) == 3
     assert all(len(p) >= 32 for p in first.kafka.values())
     assert credentials.ensure(tmp_path, definition) == first  # stable
@@ -154,9 +155,9 @@ def test_client_settings_pick_each_clients_principal(tmp_path: Path) -> None:
     assert ingest.kafka_password.get_secret_value() == found.kafka["userstream-ingest"]
     assert ingest.cassandra_username is None  # the ingestion never talks to Cassandra
     stream = credentials.client_settings(base, "stream")
-    assert (stream.kafka_username, stream.cassandra_username) == ("userstream-stream", "userstream-stream")
+    assert (stream.kafka_username, stream.cassandra_username) == ("userstream-stream", "userstream_writer")
     checks = credentials.client_settings(base, "checks")
-    assert (checks.kafka_username, checks.cassandra_username) == ("userstream-admin", "userstream-checks")
+    assert (checks.kafka_username, checks.cassandra_username) == ("userstream-admin", "userstream_reader")
     admin = credentials.client_settings(base, "admin")
     assert (admin.kafka_username, admin.cassandra_username) == ("userstream-admin", "userstream-admin")
     options = stream.spark_kafka_options()

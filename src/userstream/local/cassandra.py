@@ -287,8 +287,8 @@ class CassandraServer(Component):
         try:
             session.execute(f"DROP ROLE IF EXISTS {DEFAULT_SUPERUSER[0]}", timeout=30)
             existing = {row.role for row in session.execute("SELECT role FROM system_auth.roles")}
-            for key in access.load_definition().cassandra_roles:
-                name = access.principal(key)
+            for definition_role in access.load_definition().cassandra_roles.values():
+                name = definition_role.role_name()
                 password = found.cassandra_password(name)
                 role = access.cql_identifier(name)
                 if name not in existing:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from userstream.access import LOCAL_PREFIX, AccessDefinition, principal
+from userstream.access import LOCAL_PREFIX, AccessDefinition, load_definition, principal
 from userstream.errors import UserstreamError
 from userstream.settings import Settings
 
@@ -40,11 +40,12 @@ KAFKA_PRINCIPALS: dict[str, str] = {
     "admin": ADMIN,
     "checks": ADMIN,
 }
-CASSANDRA_PRINCIPALS: dict[str, str | None] = {
+# Cassandra: the role of the definition (by key) each client uses; the admin is not in it.
+CASSANDRA_ROLES: dict[str, str | None] = {
     "ingest": None,
-    "stream": principal("stream"),
-    "admin": ADMIN,
-    "checks": principal("checks"),
+    "stream": "writer",
+    "admin": None,
+    "checks": "reader",
 }
 
 
@@ -117,7 +118,7 @@ def ensure(state_dir: Path, definition: AccessDefinition) -> LocalCredentials:
 def _ensure_locked(folder: Path, definition: AccessDefinition) -> LocalCredentials:
     wanted = {
         "kafka": [ADMIN, *(principal(key) for key in definition.kafka_users)],
-        "cassandra": [ADMIN, *(principal(key) for key in definition.cassandra_roles)],
+        "cassandra": [ADMIN, *(role.role_name() for role in definition.cassandra_roles.values())],
     }
     tables: dict[str, dict[str, str]] = {}
     for what, names in wanted.items():
@@ -166,6 +167,14 @@ def kafka_client_update(name: str, password: str) -> dict[str, Any]:
     }
 
 
+def cassandra_principal(client: Client) -> str | None:
+    """The Cassandra role ``client`` logs in as (None: it does not use Cassandra)."""
+    if client == "admin":
+        return ADMIN
+    key = CASSANDRA_ROLES[client]
+    return load_definition().cassandra_roles[key].role_name() if key else None
+
+
 def client_settings(settings: Settings, client: Client) -> Settings:
     """``settings`` with the local stack's credentials of ``client`` where it carries none.
 
@@ -184,7 +193,7 @@ def client_settings(settings: Settings, client: Client) -> Settings:
         and kafka_name in found.kafka
     ):
         update.update(kafka_client_update(kafka_name, found.kafka[kafka_name]))
-    cassandra_name = CASSANDRA_PRINCIPALS[client]
+    cassandra_name = cassandra_principal(client)
     if (
         cassandra_name is not None
         and settings.cassandra_username is None
