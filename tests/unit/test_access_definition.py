@@ -146,7 +146,9 @@ def test_a_principal_added_later_gets_a_password_and_the_others_keep_theirs(tmp_
 
 def test_client_settings_pick_each_clients_principal(tmp_path: Path) -> None:
     found = credentials.ensure(tmp_path, access.load_definition())
-    base = load_settings(state_dir=tmp_path)
+    base = load_settings(
+        state_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:9092", cassandra_contact_points="127.0.0.1"
+    )
     ingest = credentials.client_settings(base, "ingest")
     assert ingest.kafka_security_protocol == "SASL_PLAINTEXT"
     assert ingest.kafka_sasl_mechanism == "SCRAM-SHA-512"
@@ -190,7 +192,12 @@ def test_explicit_settings_and_foreign_servers_win(tmp_path: Path) -> None:
 
 def test_external_address_makes_cassandra_clients_use_it(tmp_path: Path) -> None:
     credentials.ensure(tmp_path, access.load_definition())
-    settings = load_settings(state_dir=tmp_path, local_external_address="10.234.0.1")
+    settings = load_settings(
+        state_dir=tmp_path,
+        local_external_address="10.234.0.1",
+        kafka_bootstrap_servers="127.0.0.1:9092",
+        cassandra_contact_points="127.0.0.1",
+    )
     stream = credentials.client_settings(settings, "stream")
     assert stream.cassandra_contact_points == ["10.234.0.1"]
     assert stream.kafka_bootstrap_servers == ["127.0.0.1:9092"]  # loopback listener stays

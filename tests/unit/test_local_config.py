@@ -140,9 +140,11 @@ def test_cassandra_native_transport_on_the_external_address() -> None:
     )
     assert doc["rpc_address"] == doc["broadcast_rpc_address"] == "10.234.0.1"
     assert doc["listen_address"] == "127.0.0.1"  # storage stays on loopback
-    server = cassandra.CassandraServer(load_settings(local_external_address="10.234.0.1"))
+    server = cassandra.CassandraServer(
+        load_settings(local_external_address="10.234.0.1", cassandra_port=9042)
+    )
     assert server.address == "10.234.0.1:9042"
-    assert cassandra.CassandraServer(load_settings()).address == "127.0.0.1:9042"
+    assert cassandra.CassandraServer(load_settings(cassandra_port=9042)).address == "127.0.0.1:9042"
 
 
 def test_cassandra_module_flags_cover_the_java17_needs() -> None:
