@@ -39,6 +39,7 @@ import psutil
 from userstream import cassandra_store, contract
 from userstream.cassandra_store import CassandraConfig
 from userstream.ids import record_id
+from userstream.local.credentials import client_settings
 from userstream.publishing import encode_message, ensure_topics, producer_options
 from userstream.settings import Settings, load_settings, settings_env
 from userstream.sources.synthetic import generate
@@ -256,7 +257,8 @@ def main() -> int:
 
     suffix = "b" + uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix=f"userstream-bench-{suffix}-"))
-    base = load_settings()
+    # the benchmark creates its own topics and keyspace: the local stack's admin
+    base = client_settings(load_settings(), "admin")
     settings = base.model_copy(
         update={
             "kafka_topic": f"bench_{suffix}",

@@ -15,6 +15,7 @@ import logging
 import sys
 
 from userstream.errors import UserstreamError
+from userstream.local.credentials import client_settings
 from userstream.settings import SettingsError, load_settings
 from userstream.streaming import run_stream
 
@@ -24,7 +25,8 @@ def main() -> int:
     for noisy in ("py4j", "kafka", "cassandra"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        settings = load_settings()
+        # the local stack's stream principal when the settings carry no credentials (no-op in a pod)
+        settings = client_settings(load_settings(), "stream")
         totals = run_stream(settings)
     except (SettingsError, UserstreamError) as exc:
         logging.getLogger("users_stream").error("%s", exc)

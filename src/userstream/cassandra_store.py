@@ -219,11 +219,47 @@ def migrate(settings: Settings, roles: Iterable[CassandraRole] = (), wait_second
                     f"{column.cql_type} in the contract: a type change needs a new table version"
                 )
         cluster.control_connection.wait_for_schema_agreement()
+        # the chart's roles (passwords from its Secrets), then the grants of the access definition
+        # to the roles that exist (the local stack's)
         for statement in role_statements(config.keyspace, config.table, roles):
             session.execute(statement, timeout=60)
             executed.append(redact(statement))
+        executed += grant_access(session, settings)
     finally:
         cluster.shutdown()
+    return executed
+
+
+def grant_access(session: Any, settings: Settings) -> list[str]:
+    """Grant the access definition's Cassandra roles their permissions (``access.yaml``).
+
+    Only roles that exist get grants (the local stack creates them; a cluster may not have them
+    yet), and only on keyspaces and tables that exist (a GRANT on a missing one is an error).
+    Without the definition file (an image without the chart) or without the right to read the
+    roles, nothing is granted. Returns the statements run.
+    """
+    from userstream import access
+
+    try:
+        definition = access.for_settings(settings)
+        roles = {row.role for row in session.execute("SELECT role FROM system_auth.roles", timeout=30)}
+    except access.AccessError as exc:
+        log.info("no Cassandra grants: %s", exc)
+        return []
+    except Exception as exc:  # Unauthorized / an authenticator that keeps no roles table
+        log.info("no Cassandra grants: cannot read the roles (%s)", exc)
+        return []
+    tables: dict[str, set[str]] = {}
+    for row in session.execute("SELECT keyspace_name, table_name FROM system_schema.tables", timeout=30):
+        tables.setdefault(row.keyspace_name, set()).add(row.table_name)
+    executed = []
+    for grant in access.cql_grants(definition):
+        if grant.role not in roles or grant.keyspace not in tables:
+            continue
+        if grant.table is not None and grant.table not in tables[grant.keyspace]:
+            continue
+        session.execute(grant.statement, timeout=30)
+        executed.append(grant.statement)
     return executed
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from userstream.local.credentials import client_settings
 from userstream.settings import load_settings
 
 
@@ -82,7 +83,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from userstream.ingest import ingest
     from userstream.sources import build_source
 
-    settings = load_settings()
+    settings = client_settings(load_settings(), "ingest")
     _quiet_clients()
     summary = ingest(
         settings,
@@ -101,7 +102,7 @@ def _ingest(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from userstream.cassandra_store import migrate, roles_from_env
 
-    settings = load_settings()
+    settings = client_settings(load_settings(), "admin")
     roles = roles_from_env()
     _quiet_clients()
     for statement in migrate(settings, roles=roles, wait_seconds=max(args.wait_seconds, 0.0)):
@@ -117,8 +118,10 @@ def _stream(args: argparse.Namespace) -> int:
     settings = load_settings()
     _quiet_clients()
     if not args.no_migrate:
-        migrate(settings)
-    totals = run_stream(settings, until_idle=args.until_idle, max_seconds=args.max_seconds)
+        migrate(client_settings(settings, "admin"))
+    totals = run_stream(
+        client_settings(settings, "stream"), until_idle=args.until_idle, max_seconds=args.max_seconds
+    )
     print(
         f"stream stopped: {len(totals.batches)} micro-batches, rows in {totals.rows_in}, "
         f"stored {totals.stored}, dead-lettered {totals.dead_lettered}"

@@ -84,7 +84,8 @@ def ingest(
             stage(batch)
         summary.seconds = time.monotonic() - began
         return summary
-    ensure_topics(settings)
+    # only the topic it writes: its principal may not see (nor create) the dead-letter topic
+    ensure_topics(settings, [settings.kafka_topic])
     with Publisher(settings, staging) as publisher:
         leftover = publisher.publish_pending()
         summary.repaired = summary.published = leftover.published

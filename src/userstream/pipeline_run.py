@@ -17,6 +17,7 @@ from typing import Any
 from userstream import cassandra_store
 from userstream.cassandra_store import CassandraConfig
 from userstream.ingest import IngestSummary, ingest
+from userstream.local.credentials import client_settings
 from userstream.settings import Settings
 from userstream.sources.synthetic import SyntheticSource
 from userstream.staging import Staging
@@ -149,17 +150,24 @@ def run_pipeline(
     echo: Callable[[str], None] = print,
 ) -> RunSummary:
     began = time.monotonic()
+    # each step as its own principal where the settings name none (the local stack's credentials)
+    stream_settings = client_settings(settings, "stream")
+    checks_settings = client_settings(settings, "checks")
     echo(f"migrating Cassandra {settings.cassandra_keyspace}.{settings.cassandra_table}")
-    cassandra_store.migrate(settings)
+    cassandra_store.migrate(client_settings(settings, "admin"))
     source = SyntheticSource(seed=settings.synthetic_seed, broken_rate=settings.synthetic_broken_rate)
     echo(f"ingesting {records} synthetic users (seed {source.seed}, broken rate {source.broken_rate:g})")
-    summary = ingest(settings, source=source, records=records, batch_size=batch_size, echo=echo)
+    summary = ingest(
+        client_settings(settings, "ingest"), source=source, records=records, batch_size=batch_size, echo=echo
+    )
     ids = Staging(settings).record_ids(summary.batch_ids)
-    targets = topic_end_offsets(settings)
+    targets = topic_end_offsets(stream_settings)
     echo(f"streaming until offsets {targets} of {settings.kafka_topic} are processed")
     stream_began = time.monotonic()
-    totals = run_stream(settings, stop_when=lambda query: caught_up(query, targets), max_seconds=timeout_s)
+    totals = run_stream(
+        stream_settings, stop_when=lambda query: caught_up(query, targets), max_seconds=timeout_s
+    )
     stream_seconds = time.monotonic() - stream_began
-    reconciliation = reconcile(settings, ids)
-    samples = sample_rows(settings, ids)
+    reconciliation = reconcile(checks_settings, ids)
+    samples = sample_rows(checks_settings, ids)
     return RunSummary(summary, totals, reconciliation, time.monotonic() - began, stream_seconds, samples)

@@ -14,6 +14,7 @@ environment variable to fix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -137,6 +138,15 @@ class Settings(BaseSettings):
     local_cassandra_storage_port: int = Field(
         7000, ge=1, le=65535, description="Inter-node (storage) port of the local Cassandra."
     )
+    local_external_address: str | None = Field(
+        None,
+        description="An address of this machine (e.g. 10.234.0.1, the host end of the local cluster's "
+        "veth) where the local Kafka listens too (SASL, advertised there) and Cassandra serves CQL, "
+        "so pods of a Kubernetes cluster on this machine can reach them; unset: loopback only.",
+    )
+    local_kafka_external_port: int = Field(
+        9094, ge=1, le=65535, description="Kafka's SASL listener on local_external_address."
+    )
     spark_jars_dir: Path | None = Field(
         None,
         description="Folder of the Spark Kafka connector jars; default <cache_dir>/jars/spark-kafka "
@@ -162,6 +172,17 @@ class Settings(BaseSettings):
             host, sep, port = server.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("local_external_address")
+    @classmethod
+    def _check_external_address(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
         return value
 
     @field_validator("cassandra_contact_points")

@@ -8,7 +8,10 @@ Fixtures (the names other test modules rely on):
 * ``local_stack`` (session): the running :class:`~userstream.local.stack.LocalStack`. A stack that
   is already up (``userstream local up``) is reused and left running; what the fixture starts
   itself it stops at the end of the session, unless ``USERSTREAM_KEEP_STACK=1``.
-* ``stack_settings`` (session): the :class:`~userstream.settings.Settings` of that stack.
+* ``stack_settings`` (session): the :class:`~userstream.settings.Settings` of that stack, as its
+  admin (Kafka super user, Cassandra superuser), so a test may create its own topics and keyspaces.
+* ``settings_as`` (session): ``settings_as(settings, "ingest" | "stream" | "checks" | "admin")``
+  gives settings without credentials the local stack's least-privilege principal of that client.
 * ``spark`` (session): one local[2] SparkSession with the Kafka connector on its classpath.
 * ``unique_names`` (function): a fresh lower-case suffix (``t`` + 10 hex digits) that is valid in
   Kafka topic, CQL and PostgreSQL names, so each test can use its own topics, keyspaces, tables.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +31,7 @@ import pytest
 
 from userstream.errors import PrerequisiteError
 from userstream.local import artifacts, processes
+from userstream.local.credentials import Client, client_settings
 from userstream.local.stack import LocalStack
 from userstream.settings import Settings, load_settings
 
@@ -88,7 +92,27 @@ def local_stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="session")
 def stack_settings(local_stack: LocalStack) -> Settings:
-    return local_stack.settings
+    return client_settings(local_stack.settings, "admin")
+
+
+@pytest.fixture(scope="session")
+def settings_as(local_stack: LocalStack) -> Callable[[Settings, Client], Settings]:
+    """Settings (a test's own names) as one client of the local stack, from its credentials."""
+
+    def as_client(settings: Settings, client: Client) -> Settings:
+        bare = settings.model_copy(
+            update={
+                "kafka_security_protocol": "PLAINTEXT",
+                "kafka_sasl_mechanism": None,
+                "kafka_username": None,
+                "kafka_password": None,
+                "cassandra_username": None,
+                "cassandra_password": None,
+            }
+        )
+        return client_settings(bare, client)
+
+    return as_client
 
 
 @pytest.fixture(scope="session")

@@ -56,10 +56,16 @@ def test_kafka_produce_and_consume(stack_settings: Settings, unique_names: str) 
     from kafka.admin import KafkaAdminClient, NewTopic
 
     topic = f"it_kafka_{unique_names}"
-    admin = KafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
+    admin = KafkaAdminClient(
+        bootstrap_servers=stack_settings.kafka_bootstrap, **stack_settings.kafka_client_options()
+    )
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     try:
-        producer = KafkaProducer(bootstrap_servers=stack_settings.kafka_bootstrap, acks="all")
+        producer = KafkaProducer(
+            bootstrap_servers=stack_settings.kafka_bootstrap,
+            **stack_settings.kafka_client_options(),
+            acks="all",
+        )
         for number in range(5):
             producer.send(topic, key=str(number).encode(), value=f"v{number}".encode())
         producer.flush(30)
@@ -67,6 +73,7 @@ def test_kafka_produce_and_consume(stack_settings: Settings, unique_names: str) 
         consumer = KafkaConsumer(
             topic,
             bootstrap_servers=stack_settings.kafka_bootstrap,
+            **stack_settings.kafka_client_options(),
             auto_offset_reset="earliest",
             consumer_timeout_ms=15_000,
         )
@@ -134,7 +141,9 @@ def test_spark_batch_read_through_the_kafka_source(
     from kafka import KafkaProducer
 
     topic = f"it_spark_read_{unique_names}"
-    producer = KafkaProducer(bootstrap_servers=stack_settings.kafka_bootstrap, acks="all")
+    producer = KafkaProducer(
+        bootstrap_servers=stack_settings.kafka_bootstrap, **stack_settings.kafka_client_options(), acks="all"
+    )
     for number in range(3):
         producer.send(topic, key=f"k{number}".encode(), value=json.dumps({"n": number}).encode())
     producer.flush(30)
@@ -167,6 +176,7 @@ def test_spark_batch_write_through_the_kafka_sink(spark, stack_settings: Setting
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=stack_settings.kafka_bootstrap,
+        **stack_settings.kafka_client_options(),
         auto_offset_reset="earliest",
         consumer_timeout_ms=15_000,
     )

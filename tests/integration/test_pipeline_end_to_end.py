@@ -123,7 +123,9 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_stored(
         "non_utf8": "not_utf8",
         "oversized": "oversized",
     }
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options(), acks="all"
+    )
     sent = {}
     for index, document in enumerate(good[:5]):
         producer.send(
@@ -163,6 +165,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_stored(
     consumer = KafkaConsumer(
         settings.kafka_dlq_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
+        **settings.kafka_client_options(),
         auto_offset_reset="earliest",
         consumer_timeout_ms=10_000,
     )

@@ -126,5 +126,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
             f"userstream: the local stack is not healthy: {names}; run `userstream local up`", file=sys.stderr
         )
         return 1
-    run_smoke(settings)
+    from userstream.local.credentials import client_settings
+
+    run_smoke(client_settings(settings, "admin"))
     return 0

@@ -141,6 +141,9 @@ def bring_up(
         except (StartError, UserstreamError) as exc:
             with lock:
                 errors.append(str(exc))
+        except Exception as exc:  # a client error in after_ready: report it, never lose it in a thread
+            with lock:
+                errors.append(f"{component.name}: {type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=one, args=(c, r), name=f"up-{c.name}", daemon=True) for c, r in work]
     for thread in threads:
