@@ -28,8 +28,9 @@ def _tier_of(item: pytest.Item) -> str:
     return "unit"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # session.items is what remains after -m/-k deselection: a tier counts only tests that will run
+    for item in session.items:
         _outcomes[_tier_of(item)]["collected"] += 1
 
 
@@ -55,12 +56,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("userstream test tiers")
     for tier in TIERS:
         counts = _outcomes.get(tier)
-        if not counts:
+        if not counts or not counts["collected"]:
             terminalreporter.write_line(f"{tier:<12} not selected")
             continue
         ran = counts["passed"] + counts["failed"]
         if ran == 0 and counts["skipped"]:
             state = "SKIPPED"
+        elif ran == 0:
+            state = "NOT RUN"
         elif counts["failed"] or counts["errors"]:
             state = "FAILED"
         else:

@@ -40,7 +40,7 @@ def _first(lines: list[str], needle: str) -> int:
 @needs_make
 def test_dev_builds_and_loads_the_airflow_image_before_installing_airflow() -> None:
     lines = make_n("dev", "IMAGE_TAG=t1")
-    build = _first(lines, "docker build -f images/$image/Dockerfile -t userstream-$image:t1")
+    build = _first(lines, "USERSTREAM_IMAGE_TAG=t1 .venv/bin/python -m userstream.cluster.images")
     load = _first(lines, "kind load docker-image userstream-$image:t1")
     platform = _first(lines, "k8s/platform/install.sh")
     assert build < load < platform
@@ -64,7 +64,7 @@ def test_deploy_wires_one_content_tag_to_the_chart_and_the_airflow_release() -> 
     assert f"--set image.ingest.tag={tag}" in chart
     assert f"--set image.spark.tag={tag}" in chart
     assert f"--timeout {PINS['DEPLOY_TIMEOUT']}" in chart
-    assert f"-t userstream-$image:{tag}" in "\n".join(lines)
+    assert f"USERSTREAM_IMAGE_TAG={tag} .venv/bin/python -m userstream.cluster.images" in "\n".join(lines)
 
 
 @needs_make

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from userstream.cluster.images import PLATFORM_ARGS
 from userstream.versions import parse_versions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +65,8 @@ def test_every_image_has_a_dockerfile() -> None:
 def test_dockerfile_arg_defaults_equal_versions_env(dockerfile: Path) -> None:
     args = dockerfile_args(dockerfile)
     for name, default in args.items():
+        if name in PLATFORM_ARGS:
+            continue  # the builder's own (TARGETARCH, ...)
         own = _OWN_IMAGE_ARG.fullmatch(name)
         if own:
             expected = f"userstream-{own.group(1).lower().replace('_', '-')}:{PROJECT_VERSION}"
@@ -102,9 +105,11 @@ def test_images_built_here_start_from_the_debian_base(dockerfile: Path) -> None:
 
 def test_every_image_pin_is_used() -> None:
     texts = "\n".join(path.read_text(encoding="utf-8") for path in DOCKERFILES)
+    values = (REPO / "charts" / "userstream" / "values.yaml").read_text(encoding="utf-8")
     for key in PINS:
         if key.endswith("_IMAGE") and key != "KIND_NODE_IMAGE":
-            assert f"ARG {key}=" in texts, f"versions.env pins {key}, but no Dockerfile uses it"
+            used = f"ARG {key}=" in texts or PINS[key] in values
+            assert used, f"versions.env pins {key}, but no Dockerfile nor the chart's values use it"
 
 
 def _pyproject_requirements() -> list[str]:
