@@ -235,6 +235,7 @@ class Settings(BaseSettings):
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Security options for kafka-python clients (empty on the local PLAINTEXT stack)."""
+        self.require_kafka_credentials()
         options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
         if self.kafka_sasl_mechanism:
             options["sasl_mechanism"] = self.kafka_sasl_mechanism
@@ -248,6 +249,7 @@ class Settings(BaseSettings):
 
     def spark_kafka_options(self) -> dict[str, str]:
         """The same security options in the form Spark's Kafka source and sink expect."""
+        self.require_kafka_credentials()
         options = {
             "kafka.bootstrap.servers": self.kafka_bootstrap,
             "kafka.security.protocol": self.kafka_security_protocol,
@@ -272,12 +274,16 @@ class Settings(BaseSettings):
     def replication(self) -> dict[str, str]:
         return replication_options(self.cassandra_replication)
 
-    def _check_pairs(self) -> None:
+    def require_kafka_credentials(self) -> None:
+        """A Kafka client's start-up check. Not part of loading the settings: a component that never
+        talks to Kafka (the Cassandra migration) shares the ConfigMap but gets no Kafka Secret."""
         if self.kafka_sasl_mechanism and not (self.kafka_username and self.kafka_password):
             raise SettingsError(
                 f"{ENV_PREFIX}KAFKA_SASL_MECHANISM is set but {ENV_PREFIX}KAFKA_USERNAME or "
                 f"{ENV_PREFIX}KAFKA_PASSWORD is missing"
             )
+
+    def _check_pairs(self) -> None:
         if bool(self.cassandra_username) != bool(self.cassandra_password):
             raise SettingsError(
                 f"set both {ENV_PREFIX}CASSANDRA_USERNAME and {ENV_PREFIX}CASSANDRA_PASSWORD, or neither"

@@ -46,10 +46,14 @@ def test_a_wrong_setting_names_its_variable(
         load_settings()
 
 
-def test_sasl_without_credentials_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sasl_without_credentials_is_rejected_by_every_kafka_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USERSTREAM_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    # the Cassandra migration shares the ConfigMap but gets no Kafka Secret: it must start
+    settings = load_settings()
     with pytest.raises(SettingsError, match="USERSTREAM_KAFKA_USERNAME"):
-        load_settings()
+        settings.kafka_client_options()
+    with pytest.raises(SettingsError, match="USERSTREAM_KAFKA_USERNAME"):
+        settings.spark_kafka_options()
 
 
 def test_same_topic_for_data_and_dead_letters_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
