@@ -7,7 +7,8 @@ Kafka topic the `userstream-stream` SparkApplication consumes.
 
 Ids are derived from each user's identity, so a retry or a re-run never duplicates a user.
 
-**Params**: `source` (`synthetic` or `randomuser`) and `records` (how many users).
+**Params**: `source` (`synthetic` or `randomuser`), `records` (how many users) and `seed` (which
+users; default: the run's id, so a retry of a run fetches the same users).
 
 **Configuration**: `USERSTREAM_DAG_*` environment variables of the Airflow components
 (see `dags/userstream_dags/config.py`); the pod itself reads the `userstream-settings` ConfigMap
@@ -51,6 +52,12 @@ CONFIG = DagConfig.from_env()
         "records": Param(
             1000, type="integer", minimum=1, maximum=1_000_000, description="How many users to ingest"
         ),
+        "seed": Param(
+            None,
+            type=["null", "string", "integer"],
+            description="Which users (same seed, same users). Default: the run's id, so a retry of the "
+            "run fetches exactly the users its first try fetched and duplicates nothing",
+        ),
     },
     doc_md=__doc__,
 )
@@ -58,7 +65,15 @@ def users_ingest() -> None:
     KubernetesPodOperator(
         task_id="ingest_users",
         name="userstream-ingest",
-        arguments=["ingest", "--source", "{{ params.source }}", "--records", "{{ params.records }}"],
+        arguments=[
+            "ingest",
+            "--source",
+            "{{ params.source }}",
+            "--records",
+            "{{ params.records }}",
+            "--seed",
+            "{{ params.seed if params.seed is not none else run_id }}",
+        ],
         env_vars=pods.ingest_env(CONFIG),
         volumes=pods.ingest_volumes(CONFIG),
         volume_mounts=pods.ingest_mounts(CONFIG),

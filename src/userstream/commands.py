@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import re
 
+from userstream.errors import UserstreamError
 from userstream.local.credentials import client_settings
-from userstream.settings import load_settings
+from userstream.settings import Settings, load_settings
 
 
 def _quiet_clients() -> None:
@@ -36,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ingest.add_argument("--records", type=_positive, help="default: USERSTREAM_INGEST_RECORDS")
     ingest.add_argument(
         "--batch-size", type=_positive, help="default: USERSTREAM_INGEST_BATCH_SIZE (max 5000)"
+    )
+    ingest.add_argument(
+        "--seed",
+        help="which users: an integer, or any text (e.g. an Airflow run id) turned into one; the same seed "
+        "gives the same users, so a retry fetches exactly what the first try fetched "
+        "(default: USERSTREAM_SYNTHETIC_SEED / USERSTREAM_RANDOMUSER_SEED)",
     )
     ingest.add_argument(
         "--stage-only",
@@ -79,11 +88,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.set_defaults(func=_run)
 
 
+def seed_number(seed: str) -> int:
+    """An integer seed for the synthetic source: the integer itself, or a stable digest of the text."""
+    text = seed.strip()
+    if not text:
+        raise UserstreamError("--seed is empty: give an integer or a text such as the DAG run id")
+    if re.fullmatch(r"-?\d{1,18}", text):
+        return int(text)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:6], "big")
+
+
+def with_seed(settings: Settings, seed: str) -> Settings:
+    """Settings whose sources draw the users of ``seed`` (both sources: only one is used)."""
+    return settings.model_copy(update={"synthetic_seed": seed_number(seed), "randomuser_seed": seed.strip()})
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from userstream.ingest import ingest
     from userstream.sources import build_source
 
     settings = client_settings(load_settings(), "ingest")
+    if args.seed is not None:
+        settings = with_seed(settings, args.seed)
     _quiet_clients()
     summary = ingest(
         settings,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from userstream.errors import UserstreamError
 from userstream.settings import SettingsError, load_settings, replication_options
 
 
@@ -106,3 +107,17 @@ def test_settings_env_round_trips_through_the_environment(monkeypatch: pytest.Mo
         if key.startswith("USERSTREAM_"):
             monkeypatch.setenv(key, value)
     assert load_settings() == original
+
+
+def test_an_ingest_seed_is_an_integer_or_a_stable_digest_of_text() -> None:
+    from userstream.commands import seed_number, with_seed
+
+    assert seed_number("42") == 42
+    run = "manual__2026-11-21T21:34:48.254667+00:00"
+    assert seed_number(run) == seed_number(run)  # a retry of a run gets the same users
+    assert seed_number(run) != seed_number(run + "x")
+    settings = with_seed(load_settings(), run)
+    assert settings.synthetic_seed == seed_number(run)
+    assert settings.randomuser_seed == run
+    with pytest.raises(UserstreamError, match="--seed"):
+        seed_number("  ")

