@@ -34,6 +34,9 @@ import pytest
 from kind_support import Cluster, dump_diagnostics
 
 REPO = Path(__file__).resolve().parents[2]
+# the DAGs' helpers (userstream_dags) are shared by the DAG files and these tests
+if str(REPO / "dags") not in sys.path:
+    sys.path.insert(0, str(REPO / "dags"))
 
 
 def _which(*candidates: str | None) -> str | None:

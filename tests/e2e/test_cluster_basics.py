@@ -147,10 +147,18 @@ def test_a_service_answers_by_dns_name_from_a_pod_on_the_other_node(
         "wait", "-n", namespace, "pod/web", "--for=condition=Ready", "--timeout=180s", timeout=240
     )
     url = f"http://web.{namespace}.svc.cluster.local/versions.env"
-    client = pod(
-        "client", namespace, ingest_image, client_node,
-        ["python", "-c", f"import urllib.request as u; print(u.urlopen({url!r}, timeout=9).read().decode())"],
-    )  # fmt: skip
+    # a new Service reaches every node's kube-proxy within moments, not at once: like any client, retry
+    fetch = (
+        "import time, urllib.request as u\n"
+        "for attempt in range(30):\n"
+        "    try:\n"
+        f"        print(u.urlopen({url!r}, timeout=5).read().decode()); break\n"
+        "    except OSError as error:\n"
+        "        print('retrying:', error); time.sleep(2)\n"
+        "else:\n"
+        "    raise SystemExit('no answer')\n"
+    )
+    client = pod("client", namespace, ingest_image, client_node, ["python", "-c", fetch])
     apply(e2e_cluster, client)
     assert wait_phase(e2e_cluster, namespace, "client", {"Succeeded"}) == "Succeeded"
     placed = {
