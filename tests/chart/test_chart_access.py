@@ -18,6 +18,7 @@ from userstream.settings import Settings
 
 pytestmark = pytest.mark.chart
 
+
 def _runs_strimzi(path: Path) -> bool:
     """A profile with the chart's own Kafka (Strimzi), hence KafkaUsers to compare."""
     return ((yaml.safe_load(path.read_text()) or {}).get("kafka") or {}).get("enabled", True) is not False
