@@ -72,7 +72,7 @@ def users_ingest() -> None:
             "--records",
             "{{ params.records }}",
             "--seed",
-            "{{ params.seed if params.seed is not none else run_id }}",
+            "{{ params.get('seed') if params.get('seed') is not none else run_id }}",
         ],
         env_vars=pods.ingest_env(CONFIG),
         volumes=pods.ingest_volumes(CONFIG),

@@ -69,7 +69,7 @@ def test_users_ingest_launches_one_pod(dagbag: Any) -> None:
         "--records",
         "{{ params.records }}",
         "--seed",
-        "{{ params.seed if params.seed is not none else run_id }}",
+        "{{ params.get('seed') if params.get('seed') is not none else run_id }}",
     ]
     assert task.get_logs is True
     assert task.on_finish_action.value == "delete_succeeded_pod"

@@ -87,7 +87,10 @@ def test_pod_runs_as_non_root_without_api_access(pod_fixture: str, request: pyte
 
 def test_ingest_pod_args_come_from_the_params(ingest_pod: dict[str, Any]) -> None:
     (container,) = ingest_pod["spec"]["containers"]
-    assert container["args"] == ["ingest", "--source", "randomuser", "--records", "250"]
+    # no seed param: the run id, so a retry of the run fetches the same users
+    assert container["args"] == [
+        "ingest", "--source", "randomuser", "--records", "250", "--seed", "manual__2026-11-21T12:00:00+00:00",
+    ]  # fmt: skip
     assert not container.get("command"), "the image's ENTRYPOINT (userstream) runs"
 
 
