@@ -65,7 +65,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     from userstream.cluster.cluster import format_nodes
 
     cluster = _cluster()
-    statuses = cluster.up()
+    try:
+        statuses = cluster.up()
+    except BaseException:
+        # a failed `up` leaves nothing behind on the host: stop what it started, undo what it changed
+        # (the logs stay in the state folder for `userstream cluster logs`)
+        print("userstream: cluster up failed; taking down what it started", file=sys.stderr)
+        cluster.down()
+        raise
     print(format_status(statuses))
     print()
     print(format_nodes(cluster.node_status()))
