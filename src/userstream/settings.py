@@ -14,9 +14,11 @@ environment variable to fix.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -62,10 +64,19 @@ class Settings(BaseSettings):
     kafka_dlq_topic: str = Field(
         "users_created.dlq", description="Dead-letter topic for records the stream rejects."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = None
-    kafka_username: str | None = None
-    kafka_password: SecretStr | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="Kafka security protocol (local stack: SASL_PLAINTEXT with SCRAM; Strimzi: SASL_SSL).",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = Field(
+        None, description="SASL mechanism; set with USERSTREAM_KAFKA_USERNAME and USERSTREAM_KAFKA_PASSWORD."
+    )
+    kafka_username: str | None = Field(
+        None, description="Kafka user (a SCRAM principal); on the local stack filled in per client."
+    )
+    kafka_password: SecretStr | None = Field(
+        None, description="Kafka user's password (from a Secret in a cluster)."
+    )
     kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for TLS listeners (Strimzi).")
 
     # --- Cassandra ---------------------------------------------------------------------------
@@ -73,17 +84,23 @@ class Settings(BaseSettings):
         default_factory=lambda: ["127.0.0.1"],
         description="Comma-separated Cassandra contact points (host names or addresses).",
     )
-    cassandra_port: int = Field(9042, ge=1, le=65535)
+    cassandra_port: int = Field(9042, ge=1, le=65535, description="CQL port of the contact points.")
     cassandra_local_dc: str = Field("datacenter1", description="Local data center for load balancing.")
-    cassandra_keyspace: str = "spark_streams"
-    cassandra_table: str = "created_users"
+    cassandra_keyspace: str = Field("spark_streams", description="Keyspace of the users table.")
+    cassandra_table: str = Field("created_users", description="Table the stream upserts users into.")
     cassandra_replication: str = Field(
         "SimpleStrategy:1",
         description="'SimpleStrategy:<rf>' or 'NetworkTopologyStrategy:<dc>=<rf>[,<dc>=<rf>...]'.",
     )
-    cassandra_username: str | None = None
-    cassandra_password: SecretStr | None = None
-    cassandra_write_concurrency: int = Field(64, ge=1, le=1024)
+    cassandra_username: str | None = Field(
+        None, description="Cassandra login role; on the local stack filled in per client."
+    )
+    cassandra_password: SecretStr | None = Field(
+        None, description="Password of USERSTREAM_CASSANDRA_USERNAME (from a Secret in a cluster)."
+    )
+    cassandra_write_concurrency: int = Field(
+        64, ge=1, le=1024, description="Concurrent Cassandra writes per Spark task."
+    )
 
     # --- PostgreSQL staging ------------------------------------------------------------------
     postgres_dsn: SecretStr = Field(
@@ -92,41 +109,77 @@ class Settings(BaseSettings):
     )
 
     # --- Ingestion ---------------------------------------------------------------------------
-    source: Literal["synthetic", "randomuser"] = "synthetic"
-    randomuser_url: str = "https://randomuser.me/api/"
-    randomuser_timeout_s: float = Field(30.0, gt=0)
-    randomuser_max_retries: int = Field(5, ge=0)
-    randomuser_requests_per_second: float = Field(1.0, gt=0)
-    randomuser_nationalities: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    source: Literal["synthetic", "randomuser"] = Field(
+        "synthetic", description="Where users come from: the offline generator or the randomuser.me API."
+    )
+    randomuser_url: str = Field("https://randomuser.me/api/", description="The randomuser.me API endpoint.")
+    randomuser_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout of one API request (seconds).")
+    randomuser_max_retries: int = Field(
+        5, ge=0, description="Retries of a failed API request (429, 5xx, timeouts)."
+    )
+    randomuser_requests_per_second: float = Field(1.0, gt=0, description="Rate limit of API requests.")
+    randomuser_nationalities: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated two-letter nationality codes to ask the API for (default: all).",
+    )
     randomuser_seed: str | None = Field(
         None, description="API seed: the same seed and page give the same users (random per run if unset)."
     )
     randomuser_backoff_s: float = Field(1.0, gt=0, description="First retry delay; doubles per attempt.")
-    synthetic_seed: int = 42
-    synthetic_broken_rate: float = Field(0.01, ge=0.0, le=1.0)
-    ingest_records: int = Field(10_000, ge=1)
-    ingest_batch_size: int = Field(1_000, ge=1, le=5_000)
+    synthetic_seed: int = Field(
+        42,
+        description="Seed of the synthetic source: same seed, same users (`userstream ingest --seed`).",
+    )
+    synthetic_broken_rate: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="Share of deliberately broken synthetic records (they must be dead-lettered).",
+    )
+    ingest_records: int = Field(10_000, ge=1, description="Users one ingestion run fetches.")
+    ingest_batch_size: int = Field(
+        1_000,
+        ge=1,
+        le=5_000,
+        description="Users per API request and staging transaction (the API serves at most 5000).",
+    )
     staging_schema: str = Field("userstream", description="PostgreSQL schema of the staging table.")
     kafka_topic_partitions: int = Field(3, ge=1, description="Partitions of topics the ingestion creates.")
-    kafka_topic_replication_factor: int = Field(1, ge=1)
+    kafka_topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of topics the ingestion creates."
+    )
     kafka_linger_ms: int = Field(20, ge=0, description="Producer batching delay.")
-    kafka_compression_type: Literal["gzip", "snappy", "lz4", "zstd", "none"] = "gzip"
+    kafka_compression_type: Literal["gzip", "snappy", "lz4", "zstd", "none"] = Field(
+        "gzip", description="Producer compression."
+    )
 
     # --- Streaming app -----------------------------------------------------------------------
     checkpoint_location: str = Field(
         default_factory=lambda: str(_default_state_dir() / "checkpoints" / "users_stream"),
         description="Durable checkpoint directory (a path or a Hadoop URI) of the streaming query.",
     )
-    stream_starting_offsets: Literal["earliest", "latest"] = "earliest"
+    stream_starting_offsets: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a stream without a checkpoint starts reading the topic."
+    )
     stream_trigger_interval: str = Field("2 seconds", description="Micro-batch trigger interval.")
-    stream_max_offsets_per_trigger: int | None = Field(None, ge=1)
-    stream_max_record_bytes: int = Field(64 * 1024, ge=1024)
+    stream_max_offsets_per_trigger: int | None = Field(
+        None, ge=1, description="Most records one micro-batch takes (default: all available)."
+    )
+    stream_max_record_bytes: int = Field(
+        64 * 1024, ge=1024, description="Records larger than this are dead-lettered (reason too_large)."
+    )
     spark_master: str = Field("local[2]", description="Spark master for local runs.")
     stream_write_retries: int = Field(5, ge=0, description="Retries of a failed Cassandra write batch.")
 
     # --- Local stack -------------------------------------------------------------------------
-    state_dir: Path = Field(default_factory=_default_state_dir)
-    cache_dir: Path = Field(default_factory=lambda: Path.cwd() / ".cache")
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Data, logs, pid files and credentials of the local stack (default ./.local-stack).",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / ".cache",
+        description="Downloaded and built artifacts: jars, binaries, images, CRDs (default ./.cache).",
+    )
     cluster_dir: Path = Field(
         default_factory=lambda: Path.cwd() / ".local-cluster",
         description="State folder of the project's own Kubernetes cluster (`userstream cluster up`): "
@@ -335,8 +388,48 @@ def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict
     return env
 
 
+# USERSTREAM_* variables that are not settings, each read by the one place named here
+OTHER_VARIABLES = frozenset(
+    {
+        "USERSTREAM_VERSIONS_FILE",  # userstream.versions: versions.env inside an image
+        "USERSTREAM_ACCESS_FILE",  # userstream.access: the principals' definition
+        "USERSTREAM_IMAGE_TAG",  # userstream.cluster.images: the tag of the project's images
+        "USERSTREAM_CASSANDRA_WRITER_ROLE",  # cassandra_store.roles_from_env: the chart's roles
+        "USERSTREAM_CASSANDRA_WRITER_PASSWORD",
+        "USERSTREAM_CASSANDRA_READER_ROLE",
+        "USERSTREAM_CASSANDRA_READER_PASSWORD",
+        "USERSTREAM_APISERVER_TIMEOUT",  # tests/cluster: the cluster API tier
+        "USERSTREAM_REQUIRE_CRDS",  # tests/chart: CI fails on a missing CRD
+        "USERSTREAM_KEEP_STACK",  # tests/integration: keep the local stack after the tests
+    }
+)
+OTHER_PREFIXES = ("USERSTREAM_DAG_",)  # dags/userstream_dags/config.py (DagConfig checks its own)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``USERSTREAM_*`` variables that no setting reads, each with the closest setting's name."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name in OTHER_VARIABLES:
+            continue
+        if name.startswith(OTHER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known | OTHER_VARIABLES), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else " (docs/configuration.md lists the settings)"
+        problems.append(f"{name} is not a userstream setting{hint}")
+    return problems
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings from the environment; fail naming the variable when one is wrong."""
+    """Read the settings from the environment; fail naming the variable when one is wrong.
+
+    A ``USERSTREAM_*`` variable that no setting reads is an error too: a misspelled setting would
+    otherwise be ignored silently.
+    """
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError("unknown userstream settings:\n  " + "\n  ".join(unknown))
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -347,3 +440,38 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError("invalid userstream settings:\n  " + "\n  ".join(problems)) from None
     settings._check_pairs()
     return settings
+
+
+def configuration_markdown() -> str:
+    """docs/configuration.md: every setting with its variable, type, default and description."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every userstream component reads these `USERSTREAM_*` environment variables (one typed",
+        "settings object, `src/userstream/settings.py`). A wrong value, or a `USERSTREAM_*` variable",
+        "that is not listed here, stops the program at start-up with a message naming the variable.",
+        "",
+        "Generated by `python -m userstream.settings > docs/configuration.md`; a unit test keeps it true.",
+        "",
+        "| Variable | Type | Default | Description |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, info in Settings.model_fields.items():
+        annotation = str(info.annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+        annotation = re.sub(r"Annotated\[(.*?), .*\]$", r"\1", annotation).replace("|", "or")
+        if name in {"state_dir", "cache_dir", "cluster_dir", "checkpoint_location"}:
+            default = "(under the working directory)"
+        elif info.default_factory is not None:
+            default = f"`{info.get_default(call_default_factory=True)}`"
+        elif info.default is None:
+            default = "unset"
+        else:
+            value = info.default.get_secret_value() if isinstance(info.default, SecretStr) else info.default
+            default = f"`{value}`"
+        description = (info.description or "").replace("|", "\\|")
+        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {annotation} | {default} | {description} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(configuration_markdown(), end="")

@@ -121,3 +121,29 @@ def test_an_ingest_seed_is_an_integer_or_a_stable_digest_of_text() -> None:
     assert settings.randomuser_seed == run
     with pytest.raises(UserstreamError, match="--seed"):
         seed_number("  ")
+
+
+def test_a_misspelled_variable_fails_naming_the_closest_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERSTREAM_KAFKA_TOPIK", "users")
+    with pytest.raises(
+        SettingsError, match=r"USERSTREAM_KAFKA_TOPIK .*did you mean USERSTREAM_KAFKA_TOPIC\?"
+    ):
+        load_settings()
+
+
+def test_variables_read_elsewhere_are_not_settings_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERSTREAM_DAG_NAMESPACE", "userstream")  # DagConfig's
+    monkeypatch.setenv("USERSTREAM_CASSANDRA_WRITER_ROLE", "w")  # the migration's roles
+    monkeypatch.setenv("USERSTREAM_VERSIONS_FILE", "/opt/userstream/versions.env")
+    assert load_settings().kafka_topic == "users_created"
+
+
+def test_docs_configuration_lists_every_setting_as_generated() -> None:
+    from pathlib import Path
+
+    from userstream.settings import configuration_markdown
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert docs.read_text(encoding="utf-8") == configuration_markdown(), (
+        "docs/configuration.md is stale: python -m userstream.settings > docs/configuration.md"
+    )
