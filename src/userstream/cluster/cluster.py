@@ -198,7 +198,7 @@ class LocalCluster:
             **{node.name: (self.layout.in_cluster_api_url, node.name) for node in self.layout.nodes},
         }
         for name, (server, cert) in wanted.items():
-            write_private(
+            processes.write_private(
                 configs / f"{name}.json",
                 layout.render_kubeconfig(
                     server=server,
@@ -208,7 +208,7 @@ class LocalCluster:
                     user=name,
                 ),
             )
-        write_private(
+        processes.write_private(
             self.layout.kubeconfig,
             layout.render_kubeconfig(
                 server=self.layout.api_url,
@@ -449,14 +449,6 @@ class LocalCluster:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o600)
-    tmp.replace(path)
 
 
 def run_logged(argv: list[str], *, env: dict[str, str], echo: Callable[[str], None], what: str) -> None:

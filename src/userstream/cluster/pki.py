@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from userstream.local.processes import write_private
+
 VALIDITY = datetime.timedelta(days=365)
 
 
@@ -31,14 +33,6 @@ class CertSpec:
     client: bool = True
     dns_names: tuple[str, ...] = ()
     ip_addresses: tuple[str, ...] = ()
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o600)
-    tmp.replace(path)
 
 
 def _key_bytes(key: rsa.RSAPrivateKey) -> bytes:
@@ -104,14 +98,14 @@ class Pki:
             )
             .sign(key, hashes.SHA256())
         )
-        _write_private(self.ca_key, _key_bytes(key))
+        write_private(self.ca_key, _key_bytes(key))
         self.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def ensure_service_account_key(self) -> None:
         if self.service_account_key.is_file() and self.service_account_pub.is_file():
             return
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _write_private(self.service_account_key, _key_bytes(key))
+        write_private(self.service_account_key, _key_bytes(key))
         self.service_account_pub.write_bytes(
             key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -152,6 +146,6 @@ class Pki:
         if alt_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
-        _write_private(key_path, _key_bytes(key))
+        write_private(key_path, _key_bytes(key))
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cert_path, key_path

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from userstream.access import LOCAL_PREFIX, AccessDefinition, load_definition, principal
 from userstream.errors import UserstreamError
+from userstream.local.processes import write_private
 from userstream.settings import Settings
 
 ADMIN = principal("admin", LOCAL_PREFIX)
@@ -88,16 +89,6 @@ def _read(path: Path) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise UserstreamError(f"{path} is not a JSON object of name -> password")
     return {str(k): v for k, v in data.items()}
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a 0600 file atomically (never readable by others, not even for a moment)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def _write_private(path: Path, data: dict[str, str]) -> None:

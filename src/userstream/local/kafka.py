@@ -280,7 +280,7 @@ class KafkaServer(Component):
         self.home.mkdir(parents=True, exist_ok=True)
         found = self.credentials()
         admin_password = found.kafka_password(credentials.ADMIN)
-        credentials.write_private(
+        processes.write_private(
             self.config_file,
             render_server_properties(
                 host=host,

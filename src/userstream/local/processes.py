@@ -62,6 +62,18 @@ def write_pid_file(path: Path, record: PidRecord) -> None:
     tmp.replace(path)
 
 
+def write_private(path: Path, data: str | bytes) -> None:
+    """Write a 0600 file atomically (never readable by others, not even for a moment): keys,
+    passwords, kubeconfigs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 def process_state(pid: int, proc: Path = PROC) -> str | None:
     """The one-letter state from /proc/<pid>/stat ('R', 'S', 'Z', ...), None if no such process."""
     try:
