@@ -122,7 +122,9 @@ class BatchWriter:
                     found = batch.sparkSession.createDataFrame(rejections, transforms.SINK_REJECTION_SCHEMA)
                     letters = transforms.with_sink_rejections(parsed, found)
                 (
-                    transforms.dead_letter_sink_frame(transforms.dead_letters(letters))
+                    transforms.dead_letter_sink_frame(
+                        transforms.dead_letters(letters, self.settings.dlq_max_value_bytes)
+                    )
                     .write.format("kafka")
                     .options(**self.kafka_options)
                     .option("topic", self.settings.kafka_dlq_topic)

@@ -25,6 +25,10 @@ Validation gives every record at most one reason, checked in this order:
                             ``InvalidRequest``); detail: the error. See
                             :func:`with_sink_rejections`.
 ==========================  =============================================================
+
+Dead letters (:func:`dead_letters`) keep the original key and at most ``max_value_bytes`` of the
+original value, with headers giving the original size and the SHA-256 of the whole value, so a
+record near or above the broker's size limit can still be dead-lettered.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ REASONS = (
 SINK_REJECTED = "sink_rejected"
 # the schema of the rows the sink could not write (``cassandra_store.record_writer`` reports them)
 SINK_REJECTION_SCHEMA = "partition int, offset long, reason string, detail string"
+DEFAULT_DLQ_MAX_VALUE_BYTES = 64 * 1024
+DLQ_MAX_DETAIL_CHARS = 1000
 
 
 def _parse_schema() -> T.StructType:
@@ -269,22 +275,31 @@ def with_sink_rejections(parsed: DataFrame, rejections: DataFrame) -> DataFrame:
     )
 
 
-def dead_letters(parsed: DataFrame) -> DataFrame:
-    """Rejected records for Spark's Kafka sink: original key and value, the reason in headers."""
+def dead_letters(parsed: DataFrame, max_value_bytes: int = DEFAULT_DLQ_MAX_VALUE_BYTES) -> DataFrame:
+    """Rejected records for Spark's Kafka sink: original key, the reason in headers, and at most
+    ``max_value_bytes`` of the original value (headers ``dlq.value.bytes``,
+    ``dlq.value.sha256`` and ``dlq.value.truncated`` describe the whole value)."""
 
     def header(name: str, value: Column) -> Column:
         return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
 
+    size = F.octet_length(F.col("value"))
+    truncated = F.coalesce(size > F.lit(max_value_bytes), F.lit(False))
+    value = F.when(truncated, F.substring(F.col("value"), 1, max_value_bytes)).otherwise(F.col("value"))
+    detail = F.substring(F.coalesce(F.col(DETAIL), F.lit("")), 1, DLQ_MAX_DETAIL_CHARS)
     return parsed.where(F.col(REASON).isNotNull()).select(
         F.col("key"),
-        F.col("value"),
+        value.alias("value"),
         F.array(
             header("dlq.reason", F.col(REASON)),
-            header("dlq.detail", F.coalesce(F.col(DETAIL), F.lit(""))),
+            header("dlq.detail", detail),
             header("dlq.source.topic", F.col("topic")),
             header("dlq.source.partition", F.col("partition")),
             header("dlq.source.offset", F.col("offset")),
             header("dlq.source.timestamp", F.date_format(F.col("timestamp"), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")),
+            header("dlq.value.bytes", F.coalesce(size.cast("string"), F.lit(""))),
+            header("dlq.value.sha256", F.coalesce(F.sha2(F.col("value"), 256), F.lit(""))),
+            header("dlq.value.truncated", F.when(truncated, F.lit("true")).otherwise(F.lit("false"))),
         ).alias("headers"),
         F.col(REASON).alias(REASON),
     )

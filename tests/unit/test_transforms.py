@@ -254,3 +254,25 @@ def test_rows_the_sink_refused_become_dead_letters_with_the_error(spark) -> None
     assert letters[0][1]["dlq.detail"] == "TypeError: cannot bind"
     assert letters[0][1]["dlq.source.offset"] == "101"
     assert letters[1][1]["dlq.detail"] == "value is not a JSON object"  # parse's reason is kept
+
+
+def test_dead_letters_keep_a_bounded_prefix_and_describe_the_whole_value(spark) -> None:
+    import hashlib
+
+    big = b"{" + bytes(range(256)) * 40 + b"}"  # oversized, 10,242 bytes
+    small = b"\xff not utf-8"
+    parsed = transforms.parse(frame(spark, [big, small]), MAX)
+    dead = transforms.dead_letter_sink_frame(transforms.dead_letters(parsed, max_value_bytes=1000))
+    letters = dead.collect()
+    headers = [{h["key"]: bytes(h["value"]).decode() for h in r["headers"]} for r in letters]
+    assert bytes(letters[0]["value"]) == big[:1000]
+    assert headers[0]["dlq.reason"] == "oversized"
+    assert headers[0]["dlq.value.bytes"] == str(len(big))
+    assert headers[0]["dlq.value.sha256"] == hashlib.sha256(big).hexdigest()
+    assert headers[0]["dlq.value.truncated"] == "true"
+    assert bytes(letters[1]["value"]) == small
+    assert headers[1]["dlq.value.bytes"] == str(len(small))
+    assert headers[1]["dlq.value.sha256"] == hashlib.sha256(small).hexdigest()
+    assert headers[1]["dlq.value.truncated"] == "false"
+    # a long detail is bounded too
+    assert all(len(h["dlq.detail"]) <= transforms.DLQ_MAX_DETAIL_CHARS for h in headers)
