@@ -264,6 +264,7 @@ def grant_access(session: Any, settings: Settings) -> list[str]:
 
 
 # --- executor side ------------------------------------------------------------------------------
+SINK_REJECTED = "sink_rejected"  # transforms.SINK_REJECTED (not imported: no pyspark here)
 _sessions: dict[CassandraConfig, tuple[Any, Any, Any]] = {}
 _sessions_lock = threading.Lock()
 _UUID_COLUMNS = frozenset(c.name for c in contract.table_definition().columns if c.type == "uuid")
@@ -302,21 +303,66 @@ def record_parameters(record: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(values)
 
 
+def is_deterministic(error: BaseException) -> bool:
+    """Whether writing the same row again would fail the same way (so retrying is pointless).
+
+    A value the driver cannot bind or serialize (``TypeError``/``ValueError``/``OverflowError``/
+    ``struct.error``) or a statement Cassandra refuses as invalid (``InvalidRequest``) is; timeouts,
+    unavailable replicas, overload and connection errors are not.
+    """
+    import struct
+
+    from cassandra import InvalidRequest
+
+    return isinstance(error, TypeError | ValueError | OverflowError | struct.error | InvalidRequest)
+
+
+def describe_error(error: BaseException, limit: int = 500) -> str:
+    return f"{type(error).__name__}: {error}"[:limit]
+
+
 def write_rows(
-    session: Any, prepared: Any, parameters: list[tuple[Any, ...]], concurrency: int, retries: int
+    session: Any,
+    prepared: Any,
+    parameters: list[tuple[Any, ...]],
+    concurrency: int,
+    retries: int,
+    rejected: list[tuple[int, BaseException]] | None = None,
 ) -> int:
-    """Insert rows with bounded concurrency; retry the failed ones; raise when some never succeed."""
+    """Insert rows with bounded concurrency; retry the failed ones; return how many were stored.
+
+    A row that fails for a deterministic reason (:func:`is_deterministic`) is not retried: with
+    ``rejected`` it is appended there as ``(index in parameters, error)``, without it the call
+    raises. Rows that still fail transiently after every retry raise :class:`CassandraError`.
+    """
     from cassandra.concurrent import execute_concurrent_with_args
 
-    pending = parameters
+    pending = list(enumerate(parameters))
+    refused = 0
+    failed: list[tuple[tuple[int, tuple[Any, ...]], Any]] = []
     for attempt in range(retries + 1):
         results = execute_concurrent_with_args(
-            session, prepared, pending, concurrency=concurrency, raise_on_first_error=False
+            session,
+            prepared,
+            [params for _, params in pending],
+            concurrency=concurrency,
+            raise_on_first_error=False,
         )
-        failed = [(params, result) for params, (ok, result) in zip(pending, results, strict=True) if not ok]
+        failed = []
+        for item, (ok, result) in zip(pending, results, strict=True):
+            if ok:
+                continue
+            if isinstance(result, BaseException) and is_deterministic(result):
+                if rejected is None:
+                    raise CassandraError(f"Cassandra refused a row: {describe_error(result)}")
+                log.warning("a row cannot be written (%s); it is dead-lettered", describe_error(result))
+                rejected.append((item[0], result))
+                refused += 1
+                continue
+            failed.append((item, result))
         if not failed:
-            return len(parameters)
-        pending = [params for params, _ in failed]
+            return len(parameters) - refused
+        pending = [item for item, _ in failed]
         if attempt < retries:
             delay = min(0.2 * 2**attempt, 10.0)
             log.warning(
@@ -328,31 +374,63 @@ def write_rows(
     )
 
 
+SinkRejection = tuple[int, int, str, str]  # Kafka partition, offset, reason, detail
+
+
 def record_writer(config: CassandraConfig, reason_key: str, chunk: int = 2_000) -> Any:
     """A ``mapPartitions`` function over JSON records (``transforms.sink_records``).
 
     In one pass over a partition it upserts the valid records (no ``reason_key``) and counts
-    every record by reason; it yields one ``({reason or None: records}, rows stored)`` pair.
+    every record by reason; it yields one ``({reason or None: records}, rows stored, rejections)``
+    triple. A valid record the sink cannot write for a deterministic reason is counted under
+    ``sink_rejected`` and listed in rejections as ``(partition, offset, "sink_rejected", error)``
+    for the driver to dead-letter, instead of failing the task on every replay.
     """
 
-    def write_partition(records: Iterable[str]) -> Iterator[tuple[dict[str | None, int], int]]:
+    def write_partition(
+        records: Iterable[str],
+    ) -> Iterator[tuple[dict[str | None, int], int, list[SinkRejection]]]:
         counts: dict[str | None, int] = {}
         stored = 0
+        rejections: list[SinkRejection] = []
         buffer: list[tuple[Any, ...]] = []
+        sources: list[tuple[int, int]] = []
         loads = json.loads
+
+        def flush() -> int:
+            refused: list[tuple[int, BaseException]] = []
+            written = write_rows(*_session_for(config), buffer, config.concurrency, config.retries, refused)
+            for index, error in refused:
+                partition, offset = sources[index]
+                rejections.append((partition, offset, SINK_REJECTED, describe_error(error)))
+                counts[None] -= 1
+                counts[SINK_REJECTED] = counts.get(SINK_REJECTED, 0) + 1
+            buffer.clear()
+            sources.clear()
+            return written
+
         for text in records:
             record = loads(text)
             reason = record.get(reason_key)
             counts[reason] = counts.get(reason, 0) + 1
             if reason is not None:
                 continue
-            buffer.append(record_parameters(record))
+            try:
+                parameters = record_parameters(record)
+            except (TypeError, ValueError) as exc:  # e.g. an id that is no UUID
+                rejections.append(
+                    (record["kafka_partition"], record["kafka_offset"], SINK_REJECTED, describe_error(exc))
+                )
+                counts[None] -= 1
+                counts[SINK_REJECTED] = counts.get(SINK_REJECTED, 0) + 1
+                continue
+            buffer.append(parameters)
+            sources.append((record["kafka_partition"], record["kafka_offset"]))
             if len(buffer) >= chunk:
-                stored += write_rows(*_session_for(config), buffer, config.concurrency, config.retries)
-                buffer = []
+                stored += flush()
         if buffer:
-            stored += write_rows(*_session_for(config), buffer, config.concurrency, config.retries)
-        yield counts, stored
+            stored += flush()
+        yield {reason: n for reason, n in counts.items() if n}, stored, rejections
 
     return write_partition
 

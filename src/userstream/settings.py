@@ -170,6 +170,13 @@ class Settings(BaseSettings):
     )
     spark_master: str = Field("local[2]", description="Spark master for local runs.")
     stream_write_retries: int = Field(5, ge=0, description="Retries of a failed Cassandra write batch.")
+    dlq_max_value_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        le=512 * 1024,
+        description="Bytes of the original value a dead letter keeps (the rest is described by the "
+        "headers dlq.value.bytes and dlq.value.sha256); well under Kafka's 1 MiB message limit.",
+    )
 
     # --- Local stack -------------------------------------------------------------------------
     state_dir: Path = Field(

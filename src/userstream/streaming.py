@@ -102,21 +102,29 @@ class BatchWriter:
             # one pass: the executors upsert the valid records and count every record by reason
             counts: dict[str | None, int] = {}
             stored = 0
-            for partition_counts, partition_stored in (
+            rejections: list[tuple[int, int, str, str]] = []
+            for partition_counts, partition_stored, partition_rejections in (
                 transforms.sink_records(parsed)
                 .toJSON()
                 .mapPartitions(record_writer(self.cassandra, transforms.REASON))
                 .collect()
             ):
                 stored += partition_stored
+                rejections += partition_rejections
                 for reason, n in partition_counts.items():
                     counts[reason] = counts.get(reason, 0) + n
             rows_in = sum(counts.values())
             rejected = {reason: n for reason, n in counts.items() if reason is not None}
             dead = sum(rejected.values())
             if dead:  # from the persisted parse: no second read of Kafka, no second parse
+                letters = parsed
+                if rejections:  # rows the sink refused for good: dead-lettered, not retried forever
+                    found = batch.sparkSession.createDataFrame(rejections, transforms.SINK_REJECTION_SCHEMA)
+                    letters = transforms.with_sink_rejections(parsed, found)
                 (
-                    transforms.dead_letter_sink_frame(transforms.dead_letters(parsed))
+                    transforms.dead_letter_sink_frame(
+                        transforms.dead_letters(letters, self.settings.dlq_max_value_bytes)
+                    )
                     .write.format("kafka")
                     .options(**self.kafka_options)
                     .option("topic", self.settings.kafka_dlq_topic)

@@ -18,7 +18,17 @@ Validation gives every record at most one reason, checked in this order:
 ``invalid_id``              ``id`` is not a UUID
 ``invalid_email``           e-mail is not ``local@domain.tld`` after normalisation
 ``unparsable_date``         dob / registered / fetched_at is not an ISO-8601 timestamp
+``non_finite_number``       a numeric column would hold NaN or +/-Infinity ("NaN",
+                            "Infinity", 1e309, ...); detail: which fields
+``sink_rejected``           not found by :func:`parse`: the sink could not write the row for a
+                            deterministic reason (a driver bind/serialization error, an
+                            ``InvalidRequest``); detail: the error. See
+                            :func:`with_sink_rejections`.
 ==========================  =============================================================
+
+Dead letters (:func:`dead_letters`) keep the original key and at most ``max_value_bytes`` of the
+original value, with headers giving the original size and the SHA-256 of the whole value, so a
+record near or above the broker's size limit can still be dead-lettered.
 """
 
 from __future__ import annotations
@@ -58,7 +68,14 @@ REASONS = (
     "invalid_id",
     "invalid_email",
     "unparsable_date",
+    "non_finite_number",
+    "sink_rejected",
 )
+SINK_REJECTED = "sink_rejected"
+# the schema of the rows the sink could not write (``cassandra_store.record_writer`` reports them)
+SINK_REJECTION_SCHEMA = "partition int, offset long, reason string, detail string"
+DEFAULT_DLQ_MAX_VALUE_BYTES = 64 * 1024
+DLQ_MAX_DETAIL_CHARS = 1000
 
 
 def _parse_schema() -> T.StructType:
@@ -142,6 +159,18 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
     bad_dates = F.concat_ws(
         ",", *[F.when(parse_timestamp(field(path)).isNull(), F.lit(path)) for path in DATE_PATHS]
     )
+    # NaN and +/-Infinity are not numbers the table can store (the driver refuses to bind them).
+    # The JSON reader gives a string field the text "NaN" for the string "NaN", and the quoted
+    # text "\"NaN\"" / "\"Infinity\"" for the bare tokens NaN, Infinity and 1e309: both are read.
+    numeric_sources = [
+        source
+        for column in contract.table_definition().columns
+        if column.type in ("double", "float")
+        for source in column.sources
+    ]
+    non_finite = F.concat_ws(
+        ",", *[F.when(_non_finite(_as_double(field(path))), F.lit(path)) for path in numeric_sources]
+    )
     email = F.lower(F.trim(field("user.email")))
     record_id = F.lower(F.trim(field("id")))
     checks: list[tuple[str, Column, Column]] = [
@@ -168,6 +197,7 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
         ("invalid_id", ~record_id.rlike(UUID_PATTERN), F.format_string("id %s", record_id)),
         ("invalid_email", ~email.rlike(EMAIL_PATTERN), F.format_string("email %s", email)),
         ("unparsable_date", bad_dates != "", bad_dates),
+        ("non_finite_number", non_finite != "", non_finite),
     ]
     reason: Column = F.lit(None).cast("string")
     detail: Column = F.lit(None).cast("string")
@@ -175,6 +205,16 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
         reason = F.when(failed, F.lit(name)).otherwise(reason)
         detail = F.when(failed, why).otherwise(detail)
     return _ParseColumns(measured, message, reason, detail)
+
+
+def _as_double(value: Column) -> Column:
+    text = F.regexp_replace(F.trim(value.cast("string")), r'^"(.*)"$', "$1")
+    return F.trim(text).try_cast("double")
+
+
+def _non_finite(value: Column) -> Column:
+    infinity = F.lit(float("inf"))
+    return F.coalesce(F.isnan(value) | (value == infinity) | (value == -infinity), F.lit(False))
 
 
 def valid_rows(parsed: DataFrame) -> DataFrame:
@@ -208,22 +248,58 @@ def _build_sink_columns(_: int) -> tuple[Column, ...]:
     return tuple(columns)
 
 
-def dead_letters(parsed: DataFrame) -> DataFrame:
-    """Rejected records for Spark's Kafka sink: original key and value, the reason in headers."""
+def with_sink_rejections(parsed: DataFrame, rejections: DataFrame) -> DataFrame:
+    """``parsed`` with the rows the sink could not write marked rejected.
+
+    ``rejections`` has :data:`SINK_REJECTION_SCHEMA` (Kafka partition and offset of the record, the
+    reason and its detail); the stream reads one topic, so partition and offset name a record.
+    """
+    found = F.broadcast(
+        rejections.select(
+            F.col("partition").alias("_sink_partition"),
+            F.col("offset").alias("_sink_offset"),
+            F.col("reason").alias("_sink_reason"),
+            F.col("detail").alias("_sink_detail"),
+        )
+    )
+    joined = parsed.join(
+        found,
+        (F.col("partition") == F.col("_sink_partition")) & (F.col("offset") == F.col("_sink_offset")),
+        "left",
+    )
+    marked = F.col(REASON).isNull() & F.col("_sink_reason").isNotNull()
+    return (
+        joined.withColumn(DETAIL, F.when(marked, F.col("_sink_detail")).otherwise(F.col(DETAIL)))
+        .withColumn(REASON, F.when(marked, F.col("_sink_reason")).otherwise(F.col(REASON)))
+        .drop("_sink_partition", "_sink_offset", "_sink_reason", "_sink_detail")
+    )
+
+
+def dead_letters(parsed: DataFrame, max_value_bytes: int = DEFAULT_DLQ_MAX_VALUE_BYTES) -> DataFrame:
+    """Rejected records for Spark's Kafka sink: original key, the reason in headers, and at most
+    ``max_value_bytes`` of the original value (headers ``dlq.value.bytes``,
+    ``dlq.value.sha256`` and ``dlq.value.truncated`` describe the whole value)."""
 
     def header(name: str, value: Column) -> Column:
         return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
 
+    size = F.octet_length(F.col("value"))
+    truncated = F.coalesce(size > F.lit(max_value_bytes), F.lit(False))
+    value = F.when(truncated, F.substring(F.col("value"), 1, max_value_bytes)).otherwise(F.col("value"))
+    detail = F.substring(F.coalesce(F.col(DETAIL), F.lit("")), 1, DLQ_MAX_DETAIL_CHARS)
     return parsed.where(F.col(REASON).isNotNull()).select(
         F.col("key"),
-        F.col("value"),
+        value.alias("value"),
         F.array(
             header("dlq.reason", F.col(REASON)),
-            header("dlq.detail", F.coalesce(F.col(DETAIL), F.lit(""))),
+            header("dlq.detail", detail),
             header("dlq.source.topic", F.col("topic")),
             header("dlq.source.partition", F.col("partition")),
             header("dlq.source.offset", F.col("offset")),
             header("dlq.source.timestamp", F.date_format(F.col("timestamp"), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")),
+            header("dlq.value.bytes", F.coalesce(size.cast("string"), F.lit(""))),
+            header("dlq.value.sha256", F.coalesce(F.sha2(F.col("value"), 256), F.lit(""))),
+            header("dlq.value.truncated", F.when(truncated, F.lit("true")).otherwise(F.lit("false"))),
         ).alias("headers"),
         F.col(REASON).alias(REASON),
     )

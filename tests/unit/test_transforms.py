@@ -209,3 +209,70 @@ def test_sink_records_carry_the_valid_rows_and_only_the_reason_of_rejects(spark)
         if column.name == "processed_at":
             continue  # the time of each evaluation
         assert valid.get(column.name) == expected, column.name
+
+
+@pytest.mark.parametrize(
+    "latitude",
+    ["NaN", "Infinity", "-Infinity", "1e309", " nan "],
+)
+def test_non_finite_numbers_are_rejected_with_the_field(spark, latitude) -> None:
+    document = user(60)
+    document["location"]["coordinates"]["latitude"] = latitude
+    [(reason, detail)] = reasons(spark, [encode(envelope(document))])
+    assert (reason, detail) == ("non_finite_number", "user.location.coordinates.latitude")
+
+
+def test_non_finite_json_number_tokens_are_rejected(spark) -> None:
+    # unquoted tokens: what a non-Python producer (or json.dumps(float("nan"))) writes
+    good = encode(envelope(user(61)))
+    values = [
+        good,
+        encode(envelope(user(62, location__coordinates__longitude=float("nan")))),  # NaN token
+        encode(envelope(user(63))).replace(b'"latitude": "', b'"latitude": 1e309, "_": "'),
+        encode(envelope(user(64))).replace(b'"latitude": "', b'"latitude": -Infinity, "_": "'),
+    ]
+    got = reasons(spark, values)
+    assert got[0] == (None, None)
+    assert got[1] == ("non_finite_number", "user.location.coordinates.longitude")
+    assert got[2] == ("non_finite_number", "user.location.coordinates.latitude")
+    assert got[3] == ("non_finite_number", "user.location.coordinates.latitude")
+
+
+def test_rows_the_sink_refused_become_dead_letters_with_the_error(spark) -> None:
+    values = [encode(envelope(user(i))) for i in range(70, 73)] + [b"{broken"]
+    parsed = transforms.parse(frame(spark, values), MAX)
+    refused = spark.createDataFrame(
+        [(1, 101, "sink_rejected", "TypeError: cannot bind"), (1, 103, "sink_rejected", "ignored")],
+        transforms.SINK_REJECTION_SCHEMA,
+    )
+    dead = transforms.dead_letters(transforms.with_sink_rejections(parsed, refused)).orderBy("offset")
+    letters = [
+        (r["dlq_reason"], {h["key"]: bytes(h["value"]).decode() for h in r["headers"]})
+        for r in dead.collect()
+    ]
+    assert [reason for reason, _ in letters] == ["sink_rejected", "malformed_json"]
+    assert letters[0][1]["dlq.detail"] == "TypeError: cannot bind"
+    assert letters[0][1]["dlq.source.offset"] == "101"
+    assert letters[1][1]["dlq.detail"] == "value is not a JSON object"  # parse's reason is kept
+
+
+def test_dead_letters_keep_a_bounded_prefix_and_describe_the_whole_value(spark) -> None:
+    import hashlib
+
+    big = b"{" + bytes(range(256)) * 40 + b"}"  # oversized, 10,242 bytes
+    small = b"\xff not utf-8"
+    parsed = transforms.parse(frame(spark, [big, small]), MAX)
+    dead = transforms.dead_letter_sink_frame(transforms.dead_letters(parsed, max_value_bytes=1000))
+    letters = dead.collect()
+    headers = [{h["key"]: bytes(h["value"]).decode() for h in r["headers"]} for r in letters]
+    assert bytes(letters[0]["value"]) == big[:1000]
+    assert headers[0]["dlq.reason"] == "oversized"
+    assert headers[0]["dlq.value.bytes"] == str(len(big))
+    assert headers[0]["dlq.value.sha256"] == hashlib.sha256(big).hexdigest()
+    assert headers[0]["dlq.value.truncated"] == "true"
+    assert bytes(letters[1]["value"]) == small
+    assert headers[1]["dlq.value.bytes"] == str(len(small))
+    assert headers[1]["dlq.value.sha256"] == hashlib.sha256(small).hexdigest()
+    assert headers[1]["dlq.value.truncated"] == "false"
+    # a long detail is bounded too
+    assert all(len(h["dlq.detail"]) <= transforms.DLQ_MAX_DETAIL_CHARS for h in headers)
