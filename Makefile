@@ -258,6 +258,6 @@ status: k8s-bin ## SparkApplication state, the stream's Kafka lag and the rows i
 	@KUBECTL=$(KUBECTL) KUBE_CONTEXT=$(KIND_CONTEXT) NAMESPACE=$(K8S_NAMESPACE) bash k8s/status.sh
 
 .PHONY: e2e
-e2e: install k8s-bin ## e2e tier: kind cluster, images, platform, chart, a DAG run, rows in Cassandra
+e2e: install k8s-bin ## e2e tier: kind (Docker) or the project's own cluster (root), the platform, DAG runs, rows in Cassandra
 	HELM=$(HELM) KUBECTL=$(KUBECTL) $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 	@echo "next: PYTEST_ARGS=--keep-cluster keeps the cluster (userstream-e2e) for kubectl; see docs/kubernetes.md"
