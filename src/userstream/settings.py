@@ -413,6 +413,26 @@ OTHER_VARIABLES = frozenset(
 OTHER_PREFIXES = ("USERSTREAM_DAG_",)  # dags/userstream_dags/config.py (DagConfig checks its own)
 
 
+# Kubernetes gives every container variables for each Service of its namespace ("service links",
+# Kubernetes docs "Discovering services: Environment variables"): a Service userstream-staging-rw
+# yields USERSTREAM_STAGING_RW_SERVICE_HOST=10.96.0.7, ..._SERVICE_PORT=5432,
+# ..._PORT=tcp://10.96.0.7:5432, ..._PORT_5432_TCP_ADDR=..., and so on. They are not settings.
+_SERVICE_LINK = re.compile(
+    r"^USERSTREAM_[A-Z0-9_]+_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT|PORT_\d+_(?:TCP|UDP|SCTP)(?:_(?:ADDR|PORT|PROTO))?)$"
+)
+_SERVICE_LINK_VALUE = re.compile(
+    r"^(?:(?:tcp|udp|sctp)://[0-9a-fA-F.:\[\]]+:\d+|[0-9a-fA-F.:]+|\d+|tcp|udp|sctp)$"
+)
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """A variable Kubernetes sets for a Service (by its name and the shape of its value)."""
+    if not _SERVICE_LINK.match(name) or not _SERVICE_LINK_VALUE.match(value):
+        return False
+    # a bare number is a port only under a SERVICE_PORT name: USERSTREAM_CASANDRA_PORT=9042 is a typo
+    return not (value.isdigit() and "_SERVICE_PORT" not in name and not re.search(r"_PORT_\d+_", name))
+
+
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """``USERSTREAM_*`` variables that no setting reads, each with the closest setting's name."""
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
@@ -420,7 +440,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in known or name in OTHER_VARIABLES:
             continue
-        if name.startswith(OTHER_PREFIXES):
+        if name.startswith(OTHER_PREFIXES) or is_service_link(name, environ[name]):
             continue
         close = difflib.get_close_matches(name, sorted(known | OTHER_VARIABLES), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else " (docs/configuration.md lists the settings)"

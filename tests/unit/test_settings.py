@@ -147,3 +147,24 @@ def test_docs_configuration_lists_every_setting_as_generated() -> None:
     assert docs.read_text(encoding="utf-8") == configuration_markdown(), (
         "docs/configuration.md is stale: python -m userstream.settings > docs/configuration.md"
     )
+
+
+def test_kubernetes_service_links_are_not_mistaken_for_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # what a pod gets for a Service userstream-staging-rw in its namespace
+    links = {
+        "USERSTREAM_STAGING_RW_SERVICE_HOST": "10.96.0.7",
+        "USERSTREAM_STAGING_RW_SERVICE_PORT": "5432",
+        "USERSTREAM_STAGING_RW_SERVICE_PORT_POSTGRES": "5432",
+        "USERSTREAM_STAGING_RW_PORT": "tcp://10.96.0.7:5432",
+        "USERSTREAM_STAGING_RW_PORT_5432_TCP": "tcp://10.96.0.7:5432",
+        "USERSTREAM_STAGING_RW_PORT_5432_TCP_ADDR": "10.96.0.7",
+        "USERSTREAM_STAGING_RW_PORT_5432_TCP_PORT": "5432",
+        "USERSTREAM_STAGING_RW_PORT_5432_TCP_PROTO": "tcp",
+    }
+    for name, value in links.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().kafka_topic == "users_created"
+    # a misspelled port setting is still caught
+    monkeypatch.setenv("USERSTREAM_CASANDRA_PORT", "9042")
+    with pytest.raises(SettingsError, match=r"USERSTREAM_CASANDRA_PORT .*USERSTREAM_CASSANDRA_PORT"):
+        load_settings()
