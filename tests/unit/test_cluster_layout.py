@@ -189,8 +189,10 @@ def test_journal_restores_sysctls_and_removes_only_folders_it_created(
     existing = tmp_path / "existing"
     existing.mkdir()
     journal = host.Journal(journal.path)
-    journal.create_dir(existing / "child")
-    journal.create_dir(tmp_path / "new" / "deeper")
+    # what `up` does before kubelet and containerd create their folders outside the state folder
+    journal.remember_absent([existing, existing / "child", tmp_path / "new"])
+    (existing / "child").mkdir()
+    (tmp_path / "new" / "deeper").mkdir(parents=True)
     assert host.Journal(journal.path).restore_sysctls() == {"kernel/panic": "1"}
     assert (proc_sys / "kernel" / "panic").read_text() == "1"
     removed = host.Journal(journal.path).remove_created_dirs()

@@ -14,6 +14,7 @@ the cluster DNS answers. It is idempotent: what runs and answers is left alone.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -452,8 +453,6 @@ class LocalCluster:
 
 
 def run_logged(argv: list[str], *, env: dict[str, str], echo: Callable[[str], None], what: str) -> None:
-    import os
-
     result = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True, check=False)
     for line in result.stdout.splitlines():
         if "already" not in line:

@@ -109,20 +109,6 @@ class Journal:
         return restored
 
     # folders outside the state folder ----------------------------------------------------------
-    def create_dir(self, path: Path) -> None:
-        """Create ``path`` (and parents); journal the topmost folder that did not exist."""
-        missing = None
-        probe = path
-        while not probe.exists():
-            missing = probe
-            probe = probe.parent
-        if missing is not None:
-            created = self._list("created_paths")
-            if str(missing) not in created:
-                created.append(str(missing))
-                self.save()
-        path.mkdir(parents=True, exist_ok=True)
-
     def remember_absent(self, paths: Iterable[Path]) -> None:
         """Journal paths that do not exist now and that a component will create by itself."""
         created = self._list("created_paths")

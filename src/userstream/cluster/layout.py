@@ -144,9 +144,6 @@ class ClusterLayout:
         """What nodes use: the hub's bridge address (also the API server's advertise address)."""
         return f"https://{HUB_BRIDGE_ADDRESS}:{APISERVER_PORT}"
 
-    def netns_path(self, name: str) -> Path:
-        return Path("/run/netns") / name
-
 
 # --- rendering ------------------------------------------------------------------------------------
 
