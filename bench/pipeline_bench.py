@@ -36,16 +36,19 @@ from typing import Any
 
 import psutil
 
-from userstream import cassandra_store, contract
-from userstream.cassandra_store import CassandraConfig
-from userstream.ids import record_id
+from userstream import contract
+from userstream.contract.ids import record_id
+from userstream.ingest.publishing import encode_message, ensure_topics, producer_options
+from userstream.ingest.sources.synthetic import generate
 from userstream.local.credentials import client_settings
-from userstream.publishing import encode_message, ensure_topics, producer_options
 from userstream.settings import Settings, load_settings, settings_env
-from userstream.sources.synthetic import generate
+from userstream.storage.client import CassandraConfig, connect
+from userstream.storage.migration import migrate
+from userstream.stream.sink import write_rows
 
 BATCH_LINE = re.compile(
-    r"^(?P<ts>\S+ \S+) INFO userstream\.streaming: batch \d+: rows in (?P<rows>\d+), stored (?P<stored>\d+), "
+    r"^(?P<ts>\S+ \S+) INFO userstream\.stream\.runner: batch \d+: "
+    r"rows in (?P<rows>\d+), stored (?P<stored>\d+), "
     r"dead-lettered (?P<dead>\d+).*latency (?P<latency>[\d.]+)s"
 )
 
@@ -106,11 +109,11 @@ def stream_figures(output: str) -> tuple[int, float, float]:
 
 
 def _ceiling_worker(config: CassandraConfig, table: str, rows: list[tuple[Any, ...]], queue: Any) -> None:
-    cluster, session = cassandra_store.connect(config)
+    cluster, session = connect(config)
     prepared = session.prepare(contract.insert_cql(config.keyspace, table))
     began = time.monotonic()
     for start in range(0, len(rows), 2000):
-        cassandra_store.write_rows(session, prepared, rows[start : start + 2000], config.concurrency, 3)
+        write_rows(session, prepared, rows[start : start + 2000], config.concurrency, 3)
     queue.put((len(rows), time.monotonic() - began, psutil.Process().memory_info().rss))
     cluster.shutdown()
 
@@ -119,7 +122,7 @@ def sink_ceiling(settings: Settings, processes: int) -> tuple[float, int]:
     """Rows/s of the bare Python driver upserting the streamed rows into a copy of the table."""
     config = CassandraConfig.from_settings(settings)
     table = f"{config.table}_ceiling"
-    cluster, session = cassandra_store.connect(config)
+    cluster, session = connect(config)
     try:
         session.execute(contract.create_table_cql(config.keyspace, table))
         names = contract.table_definition().column_names
@@ -158,7 +161,7 @@ def freshness(settings: Settings, rate: float, seconds: float, workdir: Path) ->
     from kafka import KafkaProducer
 
     ensure_topics(settings)
-    cassandra_store.migrate(settings)
+    migrate(settings)
     command = [sys.executable, "-m", "userstream.cli", "stream", "--no-migrate", "--until-idle", "60"]
     log = workdir / "stream-freshness.log"
     with open(log, "wb") as out:
@@ -216,7 +219,7 @@ def freshness(settings: Settings, rate: float, seconds: float, workdir: Path) ->
         stream.wait(timeout=300)
     peak = memory.stop()
     config = CassandraConfig.from_settings(settings)
-    cluster, session = cassandra_store.connect(config)
+    cluster, session = connect(config)
     try:
         rows = session.execute(
             f"SELECT batch_id, published_at, writetime(email) AS written "
@@ -274,7 +277,7 @@ def main() -> int:
     print(
         f"userstream pipeline benchmark: {args.records} records, {os.cpu_count()} cores, work dir {workdir}"
     )
-    cassandra_store.migrate(settings)
+    migrate(settings)
 
     code, _, ingest_peak, output = run_measured(
         [sys.executable, "-m", "userstream.cli", "ingest", "--records", str(args.records),

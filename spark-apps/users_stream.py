@@ -17,7 +17,7 @@ import sys
 from userstream.errors import UserstreamError
 from userstream.local.credentials import client_settings
 from userstream.settings import SettingsError, load_settings
-from userstream.streaming import run_stream
+from userstream.stream.runner import run_stream
 
 
 def main() -> int:

@@ -45,8 +45,8 @@ def judge(newest: datetime | None, now: datetime, max_age: timedelta, table: str
 
 def newest_processed_at(timeout_s: float) -> tuple[datetime | None, str]:
     """Query Cassandra with the userstream settings; return (newest processed_at, table name)."""
-    from userstream.cassandra_store import CassandraConfig, connect
     from userstream.settings import load_settings
+    from userstream.storage.client import CassandraConfig, connect
 
     settings = load_settings()
     table = f"{settings.cassandra_keyspace}.{settings.cassandra_table}"

@@ -401,7 +401,7 @@ OTHER_VARIABLES = frozenset(
         "USERSTREAM_VERSIONS_FILE",  # userstream.versions: versions.env inside an image
         "USERSTREAM_ACCESS_FILE",  # userstream.access: the principals' definition
         "USERSTREAM_IMAGE_TAG",  # userstream.cluster.images: the tag of the project's images
-        "USERSTREAM_CASSANDRA_WRITER_ROLE",  # cassandra_store.roles_from_env: the chart's roles
+        "USERSTREAM_CASSANDRA_WRITER_ROLE",  # storage.migration.roles_from_env: the chart's roles
         "USERSTREAM_CASSANDRA_WRITER_PASSWORD",
         "USERSTREAM_CASSANDRA_READER_ROLE",
         "USERSTREAM_CASSANDRA_READER_PASSWORD",

@@ -1,7 +1,7 @@
 """The pods the DAGs launch are accepted by a real kube-apiserver, when Airflow's worker asks.
 
 Each pod is built exactly as KubernetesPodOperator builds it (``build_pod`` of
-tests/unit/test_pod_spec.py: templates rendered, then ``build_pod_request_obj``) and created with
+tests/unit/dags/test_pod_spec.py: templates rendered, then ``build_pod_request_obj``) and created with
 ``dryRun=All`` while impersonating the Airflow worker's ServiceAccount: authentication, RBAC,
 admission (ServiceAccount, Pod Security ``restricted``, LimitRanger, ...) and validation all run;
 nothing is stored, and no pod would run anyway (no kubelet).
@@ -33,7 +33,7 @@ DAG_PODS = {
 
 def _build_pod_helper() -> Any:
     """``build_pod`` and ``load_dagbag`` of the unit tier, which owns how a DAG's pod is built."""
-    unit_tests = str(REPO_ROOT / "tests" / "unit")
+    unit_tests = str(REPO_ROOT / "tests" / "unit" / "dags")
     if unit_tests not in sys.path:
         sys.path.insert(0, unit_tests)
     try:

@@ -29,12 +29,12 @@ from typing import Any
 from kind_support import NAMESPACE, REPO, E2EError
 
 from userstream.cluster import layout
-from userstream.ids import record_id
+from userstream.contract.ids import record_id
+from userstream.ingest.sources.synthetic import generate
 from userstream.local.credentials import client_settings
 from userstream.local.credentials import load as load_credentials
 from userstream.local.stack import LocalStack
 from userstream.settings import Settings
-from userstream.sources.synthetic import generate
 
 IMAGES = ["ingest", "spark", "spark-operator", "cloudnative-pg", "postgres"]
 PROFILE = REPO / "charts" / "userstream" / "ci" / "local-cluster-values.yaml"
@@ -219,12 +219,11 @@ class LocalPlatform:
 
     # --- reading what landed -------------------------------------------------------------------------
     def stored_ids(self) -> list[uuid.UUID]:
-        from userstream import cassandra_store
-        from userstream.cassandra_store import CassandraConfig
+        from userstream.storage.client import CassandraConfig, connect
 
         reader = client_settings(self.settings, "checks")
         config = CassandraConfig.from_settings(reader)
-        cluster, session = cassandra_store.connect(config)
+        cluster, session = connect(config)
         try:
             rows = session.execute(f"SELECT id FROM {config.keyspace}.{config.table}", timeout=120)
             return [row.id for row in rows]

@@ -117,7 +117,7 @@ def settings_as(local_stack: LocalStack) -> Callable[[Settings, Client], Setting
 
 @pytest.fixture(scope="session")
 def spark(stack_settings: Settings) -> Iterator[SparkSession]:
-    from userstream.spark_session import build_spark_session
+    from userstream.stream.spark_session import build_spark_session
 
     session = build_spark_session(stack_settings, "userstream-integration-tests", master="local[2]")
     yield session

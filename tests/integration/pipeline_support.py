@@ -8,9 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from userstream import cassandra_store
-from userstream.cassandra_store import CassandraConfig
 from userstream.settings import Settings
+from userstream.storage.client import CassandraConfig, connect
 
 
 def isolated(settings: Settings, suffix: str, checkpoint_root: Path, **extra: Any) -> Settings:
@@ -31,7 +30,7 @@ def isolated(settings: Settings, suffix: str, checkpoint_root: Path, **extra: An
 
 def table_ids(settings: Settings) -> list[uuid.UUID]:
     config = CassandraConfig.from_settings(settings)
-    cluster, session = cassandra_store.connect(config)
+    cluster, session = connect(config)
     try:
         rows = session.execute(f"SELECT id FROM {config.keyspace}.{config.table}", timeout=120)
         return [row.id for row in rows]

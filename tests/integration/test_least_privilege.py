@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from pipeline_support import isolated
 
-from userstream import access, cassandra_store
-from userstream.cassandra_store import CassandraConfig
+from userstream import access
 from userstream.local.credentials import ADMIN, Client
 from userstream.local.kafka import KafkaServer, acl_objects
+from userstream.local.run import run_pipeline
 from userstream.local.stack import LocalStack
-from userstream.pipeline_run import run_pipeline
 from userstream.settings import Settings
+from userstream.storage.client import CassandraConfig, CassandraError, connect
+from userstream.storage.migration import migrate
 
 As = Callable[[Settings, Client], Settings]
 
@@ -42,7 +43,7 @@ def names(
         admin.delete_topics([settings.kafka_topic, settings.kafka_dlq_topic])
     finally:
         admin.close()
-    cluster, session = cassandra_store.connect(CassandraConfig.from_settings(stack_settings))
+    cluster, session = connect(CassandraConfig.from_settings(stack_settings))
     try:
         session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=120)
     finally:
@@ -173,7 +174,7 @@ def test_the_stream_user_reads_the_topic_writes_the_dlq_but_cannot_write_the_top
 def test_cassandra_roles_get_exactly_their_grants(names: Settings, settings_as: As) -> None:
     from cassandra import Unauthorized
 
-    cassandra_store.migrate(settings_as(names, "admin"))
+    migrate(settings_as(names, "admin"))
     table = f"{names.cassandra_keyspace}.{names.cassandra_table}"
     insert = f"INSERT INTO {table} (id, first_name) VALUES (uuid(), 'x')"
 
@@ -181,7 +182,7 @@ def test_cassandra_roles_get_exactly_their_grants(names: Settings, settings_as: 
         chosen = settings_as(names, client)
         expected = {"admin": ADMIN, "stream": "userstream_writer", "checks": "userstream_reader"}
         assert chosen.cassandra_username == expected[client]
-        return cassandra_store.connect(CassandraConfig.from_settings(chosen))
+        return connect(CassandraConfig.from_settings(chosen))
 
     cluster, session = session_as("stream")
     try:
@@ -208,8 +209,8 @@ def test_the_default_cassandra_superuser_is_gone(stack_settings: Settings) -> No
     default = stack_settings.model_copy(
         update={"cassandra_username": "cassandra", "cassandra_password": SecretStr("cassandra")}
     )
-    with pytest.raises(cassandra_store.CassandraError, match=r"AuthenticationFailed|Bad credentials"):
-        cassandra_store.connect(CassandraConfig.from_settings(default))
+    with pytest.raises(CassandraError, match=r"AuthenticationFailed|Bad credentials"):
+        connect(CassandraConfig.from_settings(default))
 
 
 def test_the_pipeline_reconciles_with_least_privilege_principals(names: Settings, spark: Any) -> None:

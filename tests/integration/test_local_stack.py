@@ -9,7 +9,7 @@ import sys
 
 from userstream.local.stack import LocalStack
 from userstream.settings import Settings
-from userstream.spark_session import connector_jars
+from userstream.stream.spark_session import connector_jars
 
 
 def test_every_component_is_healthy_and_measured(local_stack: LocalStack) -> None:
@@ -105,7 +105,7 @@ def test_postgres_dsn_reaches_the_userstream_database(stack_settings: Settings, 
 
 
 def test_cassandra_write_and_read(stack_settings: Settings, unique_names: str) -> None:
-    from userstream.cassandra_store import CassandraConfig, connect
+    from userstream.storage.client import CassandraConfig, connect
 
     keyspace = f"it_{unique_names}"
     cluster, session = connect(CassandraConfig.from_settings(stack_settings))

@@ -10,14 +10,14 @@ import pytest
 from kafka import KafkaProducer
 from pipeline_support import isolated, table_ids
 
-from userstream import cassandra_store
-from userstream.ids import record_id
-from userstream.ingest import ingest
-from userstream.pipeline_run import dead_letter_reasons, reconcile
-from userstream.publishing import encode_message, ensure_topics
-from userstream.sources.synthetic import SyntheticSource, generate
-from userstream.staging import Staging
-from userstream.streaming import caught_up, run_stream, topic_end_offsets
+from userstream.contract.ids import record_id
+from userstream.ingest.publishing import encode_message, ensure_topics
+from userstream.ingest.run import ingest
+from userstream.ingest.sources.synthetic import SyntheticSource, generate
+from userstream.ingest.staging import Staging
+from userstream.local.run import dead_letter_reasons, reconcile
+from userstream.storage.migration import migrate
+from userstream.stream.runner import caught_up, run_stream, topic_end_offsets
 
 N = 600
 
@@ -38,7 +38,7 @@ def _stream_until_caught_up(settings, spark) -> None:
 @pytest.fixture
 def settings(stack_settings, unique_names, tmp_path):
     chosen = isolated(stack_settings, unique_names, tmp_path, synthetic_broken_rate=0.05)
-    cassandra_store.migrate(chosen)
+    migrate(chosen)
     return chosen
 
 
@@ -79,7 +79,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_are_stored(
     stack_settings, unique_names, tmp_path, spark
 ):
     settings = isolated(stack_settings, unique_names, tmp_path, stream_max_record_bytes=4096)
-    cassandra_store.migrate(settings)
+    migrate(settings)
     ensure_topics(settings)
 
     def message(index: int, **changes) -> dict:

@@ -17,12 +17,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from pipeline_support import isolated, table_ids
 
-from userstream import cassandra_store
-from userstream.ids import record_id
-from userstream.pipeline_run import dead_letter_reasons
-from userstream.publishing import encode_message, ensure_topics
-from userstream.sources.synthetic import generate
-from userstream.streaming import caught_up, run_stream, topic_end_offsets
+from userstream.contract.ids import record_id
+from userstream.ingest.publishing import encode_message, ensure_topics
+from userstream.ingest.sources.synthetic import generate
+from userstream.local.run import dead_letter_reasons
+from userstream.storage.migration import migrate
+from userstream.stream.runner import caught_up, run_stream, topic_end_offsets
 
 MiB = 1024 * 1024
 
@@ -55,7 +55,7 @@ def test_poison_records_are_dead_lettered_and_the_stream_keeps_running(
     stack_settings, unique_names, tmp_path, spark
 ):
     settings = isolated(stack_settings, unique_names, tmp_path)
-    cassandra_store.migrate(settings)
+    migrate(settings)
     # the source topic takes records above the default 1 MiB limit (as a topic of a producer with a
     # larger limit would); the dead-letter topic keeps Kafka's defaults
     admin = KafkaAdminClient(
@@ -177,12 +177,12 @@ def test_a_row_the_sink_cannot_bind_is_dead_lettered_not_retried_forever(
     """The sink's own guard, without the parse check: Cassandra's driver refuses the row for good."""
     from pyspark.sql import functions as F
 
-    from userstream import transforms
+    from userstream.stream import transforms
 
     # parse without the non-finite check (a size limit of its own: the parse columns are rebuilt)
     monkeypatch.setattr(transforms, "_non_finite", lambda value: F.lit(False))
     settings = isolated(stack_settings, unique_names, tmp_path, stream_max_record_bytes=64 * 1024 + 7)
-    cassandra_store.migrate(settings)
+    migrate(settings)
     ensure_topics(settings)
     valid = [_message(settings, i) for i in range(3)]
     poison = encode_message(_with_coordinate(_message(settings, 50), "latitude", "NaN"))

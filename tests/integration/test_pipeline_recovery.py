@@ -10,13 +10,13 @@ import uuid
 
 from pipeline_support import isolated, table_ids, wait_for
 
-from userstream import cassandra_store
-from userstream.ids import record_id
-from userstream.ingest import ingest
-from userstream.pipeline_run import dead_letter_reasons
+from userstream.contract.ids import record_id
+from userstream.ingest.run import ingest
+from userstream.ingest.sources.synthetic import SyntheticSource, generate
+from userstream.local.run import dead_letter_reasons
 from userstream.settings import settings_env
-from userstream.sources.synthetic import SyntheticSource, generate
-from userstream.streaming import caught_up, run_stream, topic_end_offsets
+from userstream.storage.migration import migrate
+from userstream.stream.runner import caught_up, run_stream, topic_end_offsets
 
 
 def _expected(settings, n: int) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
@@ -29,7 +29,7 @@ def _expected(settings, n: int) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
 
 def test_a_crash_between_staging_and_publishing_is_repaired(stack_settings, unique_names, tmp_path, spark):
     settings = isolated(stack_settings, unique_names, tmp_path)
-    cassandra_store.migrate(settings)
+    migrate(settings)
     source = SyntheticSource(seed=settings.synthetic_seed, broken_rate=settings.synthetic_broken_rate)
     n = 400
     staged = ingest(settings, source=source, records=n, batch_size=100, publish=False)
@@ -54,7 +54,7 @@ def test_the_stream_killed_mid_stream_resumes_from_its_checkpoint(stack_settings
     settings = isolated(
         stack_settings, unique_names, tmp_path, stream_max_offsets_per_trigger=150, synthetic_broken_rate=0.02
     )
-    cassandra_store.migrate(settings)
+    migrate(settings)
     ingest(
         settings, source=SyntheticSource(settings.synthetic_seed, settings.synthetic_broken_rate), records=n
     )

@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from userstream import contract
-from userstream.cassandra_store import CassandraConfig, record_parameters
 from userstream.cli import build_parser
-from userstream.publishing import encode_message, iso_utc, message_for, producer_options
+from userstream.ingest.publishing import encode_message, iso_utc, message_for, producer_options
+from userstream.ingest.sources.synthetic import generate_user
+from userstream.ingest.staging import StagedRow
 from userstream.settings import load_settings
-from userstream.sources.synthetic import generate_user
-from userstream.staging import StagedRow
-from userstream.streaming import committed_offsets
+from userstream.storage.client import CassandraConfig
+from userstream.stream.runner import committed_offsets
+from userstream.stream.sink import record_parameters
 
 
 def test_message_of_a_staged_row_follows_the_contract() -> None:

@@ -110,7 +110,7 @@ def test_settings_env_round_trips_through_the_environment(monkeypatch: pytest.Mo
 
 
 def test_an_ingest_seed_is_an_integer_or_a_stable_digest_of_text() -> None:
-    from userstream.commands import seed_number, with_seed
+    from userstream.cli.pipeline import seed_number, with_seed
 
     assert seed_number("42") == 42
     run = "manual__2026-11-21T21:34:48.254667+00:00"

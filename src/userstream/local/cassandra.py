@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from userstream import access
-from userstream.cassandra_store import grant_access
 from userstream.errors import UserstreamError
 from userstream.local import artifacts, credentials, processes
 from userstream.local.component import Component, NotReady, Port
+from userstream.storage.migration import grant_access
 from userstream.versions import version
 
 LOGBACK_CONFIG = Path(__file__).with_name("cassandra-logback.xml")

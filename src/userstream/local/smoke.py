@@ -107,7 +107,7 @@ def _postgres_round_trip(settings: Settings, echo: Callable[[str], None], key: s
 
 
 def _cassandra_round_trip(settings: Settings, echo: Callable[[str], None], key: str, value: str) -> None:
-    from userstream.cassandra_store import CassandraConfig, connect
+    from userstream.storage.client import CassandraConfig, connect
 
     keyspace = SMOKE_KEYSPACE
     cluster, session = connect(CassandraConfig.from_settings(settings))
@@ -137,7 +137,7 @@ def _cassandra_round_trip(settings: Settings, echo: Callable[[str], None], key: 
 def _spark_kafka_read(
     settings: Settings, echo: Callable[[str], None], topic: str, key: str, value: str
 ) -> None:
-    from userstream.spark_session import build_spark_session
+    from userstream.stream.spark_session import build_spark_session
 
     with _step(echo, "Spark: batch read of the topic through the Kafka source") as info:
         spark = build_spark_session(settings, "userstream-local-smoke")

@@ -1,0 +1,1 @@
+"""Ingestion: fetch users from a source, stage the raw documents in PostgreSQL, publish them to Kafka."""

@@ -1,0 +1,310 @@
+"""Pure ``DataFrame -> DataFrame`` transforms of the stream: parse, validate, flatten, dead-letter.
+
+Input frames have the Kafka source's columns (``key``, ``value`` binary, ``topic``,
+``partition``, ``offset``, ``timestamp``). Nothing here reads or writes anything, so the same
+functions run on a streaming frame, on a micro-batch inside ``foreachBatch`` and on a small
+batch frame in a unit test.
+
+Validation gives every record at most one reason, checked in this order:
+
+==========================  =============================================================
+``empty``                   no value (a tombstone)
+``oversized``               value longer than ``stream_max_record_bytes``
+``not_utf8``                value is not valid UTF-8
+``malformed_json``          not a JSON object (truncated, garbage, an array, ...)
+``wrong_type``              a field's JSON type differs from the contract (e.g. age "ten")
+``unsupported_version``     ``schema_version`` is not the contract's version
+``missing_field``           a required field is absent, null or blank (detail: which)
+``invalid_id``              ``id`` is not a UUID
+``invalid_email``           e-mail is not ``local@domain.tld`` after normalisation
+``unparsable_date``         dob / registered / fetched_at is not an ISO-8601 timestamp
+``non_finite_number``       a numeric column would hold NaN or +/-Infinity ("NaN",
+                            "Infinity", 1e309, ...); detail: which fields
+``sink_rejected``           not found by :func:`parse`: the sink could not write the row for a
+                            deterministic reason (a driver bind/serialization error, an
+                            ``InvalidRequest``); detail: the error. See
+                            :func:`with_sink_rejections`.
+==========================  =============================================================
+
+Dead letters (:func:`dead_letters`) keep the original key and at most ``max_value_bytes`` of the
+original value, with headers giving the original size and the SHA-256 of the whole value, so a
+record near or above the broker's size limit can still be dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from userstream import contract
+from userstream.stream.cleaning import (
+    EMAIL_PATTERN,
+    MESSAGE_COLUMN,
+    UUID_PATTERN,
+    column_expression,
+    field,
+    parse_timestamp,
+)
+
+CORRUPT_COLUMN = "_corrupt_record"
+REASON = "dlq_reason"
+DETAIL = "dlq_detail"
+KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
+DATE_PATHS = ("user.dob.date", "user.registered.date", "fetched_at")
+
+REASONS = (
+    "empty",
+    "oversized",
+    "not_utf8",
+    "malformed_json",
+    "wrong_type",
+    "unsupported_version",
+    "missing_field",
+    "invalid_id",
+    "invalid_email",
+    "unparsable_date",
+    "non_finite_number",
+    "sink_rejected",
+)
+SINK_REJECTED = "sink_rejected"
+# the schema of the rows the sink could not write (``sink.record_writer`` reports them)
+SINK_REJECTION_SCHEMA = "partition int, offset long, reason string, detail string"
+DEFAULT_DLQ_MAX_VALUE_BYTES = 64 * 1024
+DLQ_MAX_DETAIL_CHARS = 1000
+
+
+def _parse_schema() -> T.StructType:
+    schema = contract.message_spark_schema()
+    return T.StructType([*schema.fields, T.StructField(CORRUPT_COLUMN, T.StringType(), True)])
+
+
+def _missing(path: str) -> Column:
+    column = field(path)
+    node = contract.schema_node(path)
+    kinds = node.get("type", "string")
+    if kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
+        return column.isNull() | (F.trim(column.cast("string")) == "")
+    return column.isNull()
+
+
+@dataclass(frozen=True)
+class _ParseColumns:
+    """The column expressions of :func:`parse`, built once per Spark context and size limit.
+
+    Building them issues thousands of calls into the JVM (over a second on a small machine);
+    they are unresolved expressions, so every micro-batch can reuse them.
+    """
+
+    measured: tuple[Column, ...]
+    message: Column
+    reason: Column
+    detail: Column
+
+
+_T = TypeVar("_T")
+_per_context: dict[tuple[object, str, int], Any] = {}
+
+
+def _built_once(what: str, argument: int, build: Callable[[int], _T]) -> _T:
+    """``build(argument)``, cached for the active Spark context (Columns live in its JVM)."""
+    from pyspark import SparkContext
+
+    key = (SparkContext._active_spark_context, what, argument)
+    if key not in _per_context:
+        if len(_per_context) > 16:  # contexts stopped and recreated (tests): forget the old ones
+            _per_context.clear()
+        _per_context[key] = build(argument)
+    return cast(_T, _per_context[key])
+
+
+def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
+    """Add the parsed message (``msg``), the rejection reason and its detail (null when valid)."""
+    columns = _built_once("parse", max_record_bytes, _build_parse_columns)
+    return (
+        kafka_df.select(*columns.measured)
+        .withColumn(MESSAGE_COLUMN, columns.message)
+        .withColumn(REASON, columns.reason)
+        .withColumn(DETAIL, columns.detail)
+        .drop("_bytes", "_utf8")
+    )
+
+
+def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
+    text = F.col("value").cast("string")
+    measured = (
+        *[F.col(name) for name in KAFKA_COLUMNS],
+        F.octet_length("value").alias("_bytes"),
+        F.expr("is_valid_utf8(CAST(value AS STRING))").alias("_utf8"),
+    )
+    # the JSON reader sees only values small enough and valid UTF-8, and parses each one once
+    small_utf8 = (F.col("_bytes") <= max_record_bytes) & F.col("_utf8")
+    message = F.when(
+        small_utf8,
+        F.from_json(
+            text, _parse_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
+        ),
+    )
+    # a value the reader took without complaint is a JSON object; only the others (no result, or a
+    # corrupt record: malformed JSON or a wrong field type) are looked at a second time
+    is_object = F.when(
+        F.col(MESSAGE_COLUMN).isNotNull() & field(CORRUPT_COLUMN).isNull(), F.lit(True)
+    ).otherwise(F.expr("json_object_keys(CAST(value AS STRING))").isNotNull())
+    # comma-separated names of the failing paths ("" when none): concat_ws skips the nulls
+    missing = F.concat_ws(",", *[F.when(_missing(path), F.lit(path)) for path in contract.required_paths()])
+    bad_dates = F.concat_ws(
+        ",", *[F.when(parse_timestamp(field(path)).isNull(), F.lit(path)) for path in DATE_PATHS]
+    )
+    # NaN and +/-Infinity are not numbers the table can store (the driver refuses to bind them).
+    # The JSON reader gives a string field the text "NaN" for the string "NaN", and the quoted
+    # text "\"NaN\"" / "\"Infinity\"" for the bare tokens NaN, Infinity and 1e309: both are read.
+    numeric_sources = [
+        source
+        for column in contract.table_definition().columns
+        if column.type in ("double", "float")
+        for source in column.sources
+    ]
+    non_finite = F.concat_ws(
+        ",", *[F.when(_non_finite(_as_double(field(path))), F.lit(path)) for path in numeric_sources]
+    )
+    email = F.lower(F.trim(field("user.email")))
+    record_id = F.lower(F.trim(field("id")))
+    checks: list[tuple[str, Column, Column]] = [
+        ("empty", F.col("value").isNull(), F.lit("message has no value")),
+        (
+            "oversized",
+            F.col("_bytes") > max_record_bytes,
+            F.format_string("%d bytes > limit %d", F.col("_bytes"), F.lit(max_record_bytes)),
+        ),
+        ("not_utf8", ~F.col("_utf8"), F.lit("value is not valid UTF-8")),
+        ("malformed_json", ~is_object, F.lit("value is not a JSON object")),
+        (
+            "wrong_type",
+            field(CORRUPT_COLUMN).isNotNull(),
+            F.lit("a field's JSON type does not match user_message.v1"),
+        ),
+        (
+            "unsupported_version",
+            field("schema_version").isNotNull()
+            & (field("schema_version") != F.lit(contract.MESSAGE_SCHEMA_VERSION)),
+            F.format_string("schema_version %d", field("schema_version")),
+        ),
+        ("missing_field", missing != "", missing),
+        ("invalid_id", ~record_id.rlike(UUID_PATTERN), F.format_string("id %s", record_id)),
+        ("invalid_email", ~email.rlike(EMAIL_PATTERN), F.format_string("email %s", email)),
+        ("unparsable_date", bad_dates != "", bad_dates),
+        ("non_finite_number", non_finite != "", non_finite),
+    ]
+    reason: Column = F.lit(None).cast("string")
+    detail: Column = F.lit(None).cast("string")
+    for name, failed, why in reversed(checks):
+        reason = F.when(failed, F.lit(name)).otherwise(reason)
+        detail = F.when(failed, why).otherwise(detail)
+    return _ParseColumns(measured, message, reason, detail)
+
+
+def _as_double(value: Column) -> Column:
+    text = F.regexp_replace(F.trim(value.cast("string")), r'^"(.*)"$', "$1")
+    return F.trim(text).try_cast("double")
+
+
+def _non_finite(value: Column) -> Column:
+    infinity = F.lit(float("inf"))
+    return F.coalesce(F.isnan(value) | (value == infinity) | (value == -infinity), F.lit(False))
+
+
+def valid_rows(parsed: DataFrame) -> DataFrame:
+    """The clean, flat table rows of the valid records (columns and types of the table)."""
+    definition = contract.table_definition()
+    return parsed.where(F.col(REASON).isNull()).select(
+        *[column_expression(column) for column in definition.columns]
+    )
+
+
+def sink_records(parsed: DataFrame) -> DataFrame:
+    """Every record for the executors' one-pass sink (``sink.record_writer``).
+
+    Valid records carry the table columns (the values of :func:`valid_rows`, timestamps as epoch
+    milliseconds, which the Cassandra driver takes as they are); rejected ones only their reason
+    (``dlq_reason``). Meant to cross to the Python workers as JSON text (``DataFrame.toJSON``):
+    plain UTF-8 strings are far cheaper to hand over than pickled Rows.
+    """
+    return parsed.select(*_built_once("sink", 0, _build_sink_columns))
+
+
+def _build_sink_columns(_: int) -> tuple[Column, ...]:
+    definition = contract.table_definition()
+    valid = F.col(REASON).isNull()
+    columns = [F.col(REASON)]
+    for column in definition.columns:
+        value = column_expression(column)
+        if column.type == "timestamp":
+            value = F.unix_millis(value)
+        columns.append(F.when(valid, value).alias(column.name))
+    return tuple(columns)
+
+
+def with_sink_rejections(parsed: DataFrame, rejections: DataFrame) -> DataFrame:
+    """``parsed`` with the rows the sink could not write marked rejected.
+
+    ``rejections`` has :data:`SINK_REJECTION_SCHEMA` (Kafka partition and offset of the record, the
+    reason and its detail); the stream reads one topic, so partition and offset name a record.
+    """
+    found = F.broadcast(
+        rejections.select(
+            F.col("partition").alias("_sink_partition"),
+            F.col("offset").alias("_sink_offset"),
+            F.col("reason").alias("_sink_reason"),
+            F.col("detail").alias("_sink_detail"),
+        )
+    )
+    joined = parsed.join(
+        found,
+        (F.col("partition") == F.col("_sink_partition")) & (F.col("offset") == F.col("_sink_offset")),
+        "left",
+    )
+    marked = F.col(REASON).isNull() & F.col("_sink_reason").isNotNull()
+    return (
+        joined.withColumn(DETAIL, F.when(marked, F.col("_sink_detail")).otherwise(F.col(DETAIL)))
+        .withColumn(REASON, F.when(marked, F.col("_sink_reason")).otherwise(F.col(REASON)))
+        .drop("_sink_partition", "_sink_offset", "_sink_reason", "_sink_detail")
+    )
+
+
+def dead_letters(parsed: DataFrame, max_value_bytes: int = DEFAULT_DLQ_MAX_VALUE_BYTES) -> DataFrame:
+    """Rejected records for Spark's Kafka sink: original key, the reason in headers, and at most
+    ``max_value_bytes`` of the original value (headers ``dlq.value.bytes``,
+    ``dlq.value.sha256`` and ``dlq.value.truncated`` describe the whole value)."""
+
+    def header(name: str, value: Column) -> Column:
+        return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
+
+    size = F.octet_length(F.col("value"))
+    truncated = F.coalesce(size > F.lit(max_value_bytes), F.lit(False))
+    value = F.when(truncated, F.substring(F.col("value"), 1, max_value_bytes)).otherwise(F.col("value"))
+    detail = F.substring(F.coalesce(F.col(DETAIL), F.lit("")), 1, DLQ_MAX_DETAIL_CHARS)
+    return parsed.where(F.col(REASON).isNotNull()).select(
+        F.col("key"),
+        value.alias("value"),
+        F.array(
+            header("dlq.reason", F.col(REASON)),
+            header("dlq.detail", detail),
+            header("dlq.source.topic", F.col("topic")),
+            header("dlq.source.partition", F.col("partition")),
+            header("dlq.source.offset", F.col("offset")),
+            header("dlq.source.timestamp", F.date_format(F.col("timestamp"), "yyyy-MM-dd'T'HH:mm:ss.SSSXXX")),
+            header("dlq.value.bytes", F.coalesce(size.cast("string"), F.lit(""))),
+            header("dlq.value.sha256", F.coalesce(F.sha2(F.col("value"), 256), F.lit(""))),
+            header("dlq.value.truncated", F.when(truncated, F.lit("true")).otherwise(F.lit("false"))),
+        ).alias("headers"),
+        F.col(REASON).alias(REASON),
+    )
+
+
+def dead_letter_sink_frame(dead: DataFrame) -> DataFrame:
+    """Only the columns Spark's Kafka sink accepts."""
+    return dead.select("key", "value", "headers")
