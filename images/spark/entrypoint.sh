@@ -3,7 +3,7 @@
 #
 # Spark's Kubernetes backend starts driver and executor pods of this image with the container
 # arguments `driver ...` or `executor` and describes everything else in environment variables
-# (names read in Spark 4.1.2's spark-kubernetes_2.13 jar, which pyspark 4.1.2 ships:
+# (names read in Spark's spark-kubernetes_2.13 jar, checked again for 4.1.3, which pyspark ships:
 # org.apache.spark.deploy.k8s.Constants and the options KubernetesExecutorBackend parses):
 #   driver   -> spark-submit in client deploy mode inside the driver pod, bound to the pod's
 #               address (SPARK_DRIVER_BIND_ADDRESS); the remaining arguments are spark-submit's.

@@ -11,14 +11,13 @@ the same ids, nothing is lost. A query that fails stops the process with a non-z
 from __future__ import annotations
 
 import ast
-import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from userstream.errors import UserstreamError
 from userstream.settings import Settings
@@ -33,10 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 APP_NAME = "userstream-users-stream"
 QUERY_NAME = "users_to_cassandra"
-# the message of Spark 4.1's NullPointerException in KafkaMicroBatchStream.metrics (SPARK-55271)
-KAFKA_REPLAY_METRICS_BUG = (
-    'IterableOps.map(scala.Function1)" because the return value of "scala.Option.get()" is null'
-)
 
 
 class StreamError(UserstreamError):
@@ -167,21 +162,15 @@ def kafka_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     return reader.load()
 
 
-def start_query(
-    spark: SparkSession, settings: Settings, writer: BatchWriter, *, available_now: bool = False
-) -> StreamingQuery:
-    stream = kafka_stream(spark, settings)
-    builder = (
-        stream.writeStream.queryName(QUERY_NAME)
+def start_query(spark: SparkSession, settings: Settings, writer: BatchWriter) -> StreamingQuery:
+    query = (
+        kafka_stream(spark, settings)
+        .writeStream.queryName(QUERY_NAME)
         .foreachBatch(writer)
         .option("checkpointLocation", settings.checkpoint_location)
+        .trigger(processingTime=settings.stream_trigger_interval)
+        .start()
     )
-    builder = (
-        builder.trigger(availableNow=True)
-        if available_now
-        else builder.trigger(processingTime=settings.stream_trigger_interval)
-    )
-    query = builder.start()
     log.info(
         "streaming %s -> %s.%s (dead letters -> %s), checkpoint %s, trigger %s",
         settings.kafka_topic,
@@ -189,33 +178,24 @@ def start_query(
         settings.cassandra_table,
         settings.kafka_dlq_topic,
         settings.checkpoint_location,
-        "available-now" if available_now else settings.stream_trigger_interval,
+        settings.stream_trigger_interval,
     )
     return query
 
 
 def committed_offsets(query: StreamingQuery) -> dict[int, int] | None:
     """Next offset per partition of the last completed batch (from the query's progress)."""
-    progress: Any = query.lastProgress
-    if not progress:
+    progress = query.lastProgress
+    if not progress or not progress.sources:
         return None
-    sources = progress["sources"] if isinstance(progress, dict) else progress.sources
-    if not sources:
-        return None
-    source = sources[0]
-    end = source["endOffset"] if isinstance(source, dict) else source.endOffset
-    if isinstance(end, str):
-        try:
-            end = json.loads(end)
-        except ValueError:
-            end = ast.literal_eval(end)
+    # PySpark 4.1 keeps a source's end offset as str() of the parsed JSON, a Python literal
+    # (pyspark/sql/streaming/listener.py, SourceProgress.fromJson: endOffset=str(j["endOffset"]))
+    end = ast.literal_eval(progress.sources[0].endOffset)
     if not end:
         return None
-    offsets: dict[int, int] = {}
-    for partitions in end.values():
-        for partition, offset in partitions.items():
-            offsets[int(partition)] = int(offset)
-    return offsets
+    return {
+        int(partition): int(offset) for partitions in end.values() for partition, offset in partitions.items()
+    }
 
 
 def topic_end_offsets(settings: Settings) -> dict[int, int]:
@@ -256,21 +236,9 @@ def run_stream(
     if spark is None:
         spark = stream_session(settings)
     writer = BatchWriter(settings, totals)
-    began = time.monotonic()
-    restarts = 0
-    while True:
-        try:
-            return _run_query(
-                spark, settings, writer, began, until_idle, max_seconds, stop_when, poll_seconds
-            )
-        except StreamError as exc:
-            # Spark 4.1's Kafka source fails reporting progress of the batch it replays from the
-            # checkpoint after a crash (SPARK-55271): the batch itself was written, so starting
-            # the query again resumes correctly; anything else is fatal.
-            if KAFKA_REPLAY_METRICS_BUG not in str(exc) or restarts >= 3:
-                raise
-            restarts += 1
-            log.warning("restarting the query after the Kafka source's replay progress bug (SPARK-55271)")
+    return _run_query(
+        spark, settings, writer, time.monotonic(), until_idle, max_seconds, stop_when, poll_seconds
+    )
 
 
 def _run_query(
@@ -327,7 +295,4 @@ def _run_query(
 def _describe(failure: object) -> str:
     text = str(failure)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    head = lines[0][:400] if lines else "unknown error"
-    if KAFKA_REPLAY_METRICS_BUG in text and KAFKA_REPLAY_METRICS_BUG not in head:
-        head += f" [{KAFKA_REPLAY_METRICS_BUG}]"
-    return head
+    return lines[0][:400] if lines else "unknown error"

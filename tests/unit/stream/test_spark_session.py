@@ -12,12 +12,12 @@ from userstream.stream import spark_session
 
 
 def test_explicit_jars_dir_is_used(tmp_path: Path) -> None:
-    (tmp_path / "spark-sql-kafka-0-10_2.13-4.1.2.jar").write_bytes(b"")
+    (tmp_path / "spark-sql-kafka-0-10_2.13-4.1.3.jar").write_bytes(b"")
     (tmp_path / "kafka-clients-3.9.1.jar").write_bytes(b"")
     settings = load_settings(spark_jars_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert [p.name for p in spark_session.connector_jars(settings)] == [
         "kafka-clients-3.9.1.jar",
-        "spark-sql-kafka-0-10_2.13-4.1.2.jar",
+        "spark-sql-kafka-0-10_2.13-4.1.3.jar",
     ]
 
 
@@ -37,7 +37,7 @@ def test_missing_cache_says_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_connector_already_in_spark_home_needs_no_extra_jars(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "spark-sql-kafka-0-10_2.13-4.1.2.jar").write_bytes(b"")
+    (tmp_path / "spark-sql-kafka-0-10_2.13-4.1.3.jar").write_bytes(b"")
     monkeypatch.setattr(spark_session, "spark_home_jars", lambda: tmp_path)
     settings = load_settings(cache_dir=tmp_path / "empty-cache")
     assert spark_session.connector_jars(settings) == []
