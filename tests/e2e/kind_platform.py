@@ -165,7 +165,9 @@ class KindPlatform:
             state = airflow.run_state(DAG_ID, run_id)
             return state if state in {"success", "failed"} else None
 
-        state = wait_for(f"DAG run {run_id} of {DAG_ID} (seed {seed})", finished, timeout_s=1200, interval_s=5)
+        state = wait_for(
+            f"DAG run {run_id} of {DAG_ID} (seed {seed})", finished, timeout_s=1200, interval_s=5
+        )
         try:
             log = airflow.task_log(DAG_ID, run_id, TASK_ID)
         except E2EError as exc:
@@ -182,21 +184,21 @@ class KindPlatform:
         """``SELECT id`` with cqlsh in the Cassandra pod, as the reader role, to the pod's own address
         (the chart's NetworkPolicy lets Cassandra pods reach each other on every port)."""
         settings = self.settings
+        found = self.cluster.kubectl_json("get", "pods", "-n", NAMESPACE, "-l", CASSANDRA_SELECTOR)["items"]
         pods = [
-            pod
-            for pod in self.cluster.kubectl_json("get", "pods", "-n", NAMESPACE, "-l", CASSANDRA_SELECTOR)["items"]
-            if pod.get("status", {}).get("phase") == "Running" and pod["status"].get("podIP")
+            p for p in found if p.get("status", {}).get("phase") == "Running" and p["status"].get("podIP")
         ]
         if not pods:
             raise E2EError(f"no running Cassandra pod ({CASSANDRA_SELECTOR})")
         pod = pods[0]
+        table = f"{settings['USERSTREAM_CASSANDRA_KEYSPACE']}.{settings['USERSTREAM_CASSANDRA_TABLE']}"
         output = self.cluster.kubectl(
             "exec", "-n", NAMESPACE, pod["metadata"]["name"], "-c", "cassandra", "--",
             "cqlsh", pod["status"]["podIP"], settings["USERSTREAM_CASSANDRA_PORT"],
             "-u", self.cluster.secret_value(READER_SECRET, "username"),
             "-p", self.cluster.secret_value(READER_SECRET, "password"),
             "--request-timeout=120",
-            "-e", f"SELECT id FROM {settings['USERSTREAM_CASSANDRA_KEYSPACE']}.{settings['USERSTREAM_CASSANDRA_TABLE']};",
+            "-e", f"SELECT id FROM {table};",
             timeout=300,
         )  # fmt: skip
         return parse_cqlsh_ids(output)
@@ -213,7 +215,11 @@ class KindPlatform:
         user = {
             "apiVersion": "kafka.strimzi.io/v1",
             "kind": "KafkaUser",
-            "metadata": {"name": CHECKS, "namespace": NAMESPACE, "labels": {"strimzi.io/cluster": kafka_name}},
+            "metadata": {
+                "name": CHECKS,
+                "namespace": NAMESPACE,
+                "labels": {"strimzi.io/cluster": kafka_name},
+            },
             "spec": {
                 "authentication": {"type": "scram-sha-512"},
                 "authorization": {
@@ -238,9 +244,8 @@ class KindPlatform:
         self.cluster.kubectl_stdin(json.dumps(user), "apply", "-f", "-")
         self.cluster.wait_condition(f"kafkauser/{CHECKS}", "Ready", 300)
 
-        brokers = self.cluster.kubectl_json(
-            "get", "pods", "-n", NAMESPACE, "-l", f"strimzi.io/cluster={kafka_name},strimzi.io/broker-role=true"
-        )["items"]
+        broker_selector = f"strimzi.io/cluster={kafka_name},strimzi.io/broker-role=true"
+        brokers = self.cluster.kubectl_json("get", "pods", "-n", NAMESPACE, "-l", broker_selector)["items"]
         if not brokers:
             raise E2EError(f"no broker pod of Kafka {kafka_name}")
         image = next(c["image"] for c in brokers[0]["spec"]["containers"] if c["name"] == "kafka")
@@ -269,7 +274,10 @@ class KindPlatform:
             "metadata": {
                 "name": CHECKS,
                 "namespace": NAMESPACE,
-                "labels": {"app.kubernetes.io/part-of": "userstream", "app.kubernetes.io/component": "e2e-checks"},
+                "labels": {
+                    "app.kubernetes.io/part-of": "userstream",
+                    "app.kubernetes.io/component": "e2e-checks",
+                },
             },
             "spec": {
                 "restartPolicy": "Never",
@@ -289,7 +297,10 @@ class KindPlatform:
                             },
                         ],
                         "volumeMounts": mounts,
-                        "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "256Mi"},
+                            "limits": {"memory": "512Mi"},
+                        },
                         "securityContext": {
                             "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]},
@@ -316,7 +327,8 @@ class KindPlatform:
                 "--command-config", CHECKS_PROPERTIES, "--topic", topic, "--time", time,
             )  # fmt: skip
             # one line per partition: <topic>:<partition>:<offset>
-            return sum(int(line.rsplit(":", 1)[1]) for line in output.splitlines() if line.startswith(f"{topic}:"))
+            lines = [line for line in output.splitlines() if line.startswith(f"{topic}:")]
+            return sum(int(line.rsplit(":", 1)[1]) for line in lines)
 
         return offsets("-1") - offsets("-2")
 
@@ -324,11 +336,12 @@ class KindPlatform:
         """(key, reason) of every record on the dead-letter topic: as many records as its offsets say
         it holds, read from the beginning by a consumer group of its own."""
         settings = self.settings
-        topic, bootstrap = settings["USERSTREAM_KAFKA_DLQ_TOPIC"], settings["USERSTREAM_KAFKA_BOOTSTRAP_SERVERS"]
+        topic = settings["USERSTREAM_KAFKA_DLQ_TOPIC"]
+        bootstrap = settings["USERSTREAM_KAFKA_BOOTSTRAP_SERVERS"]
         total = self.dead_letter_count(topic, bootstrap)
         if total == 0:
             return []
-        formatter = {
+        properties = {
             "print.headers": "true",
             "print.key": "true",
             "print.value": "false",
@@ -344,7 +357,7 @@ class KindPlatform:
             f"{KAFKA_BIN}/kafka-console-consumer.sh", "--bootstrap-server", bootstrap,
             "--command-config", CHECKS_PROPERTIES, "--topic", topic, "--from-beginning",
             "--group", f"{CHECKS}-{uuid.uuid4().hex}", "--max-messages", str(total), "--timeout-ms", "60000",
-            *(arg for name, value in formatter.items() for arg in ("--formatter-property", f"{name}={value}")),
+            *(arg for item in properties.items() for arg in ("--formatter-property", "=".join(item))),
         )  # fmt: skip
         letters = parse_dead_letters(output)
         if len(letters) != total:

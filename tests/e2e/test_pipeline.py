@@ -12,6 +12,7 @@ The platform under the tests (e2e_platform.Platform):
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections import Counter
@@ -27,7 +28,7 @@ from userstream_dags.spark import wait_verdict
 
 pytestmark = pytest.mark.e2e
 
-RECORDS = 400
+RECORDS = int(os.environ.get("E2E_RECORDS", "400"))  # users per DAG run
 
 
 def make_platform(e2e_cluster: Any) -> Platform:
