@@ -10,13 +10,14 @@ works, else the project's own cluster where the user is root on Linux):
   docs/local-cluster.md), images built here from images/*/Dockerfile. Needs root: a laptop's
   ``make test`` never reconfigures the host by surprise.
 
-Tests that need only a cluster take the ``e2e_cluster`` fixture; tests of the kind-only platform
-(Strimzi, K8ssandra, the Airflow chart) take ``cluster``. Without a provider every e2e test is
-skipped with one reason.
+Tests that need only a cluster take the ``e2e_cluster`` fixture; the pipeline journey
+(test_pipeline.py) takes ``platform``, the platform of the active provider (e2e_platform.Platform:
+kind_platform.KindPlatform or local_platform.LocalPlatform), so its tests and assertions are the
+same on both. Without a provider every e2e test is skipped with one reason.
 
 Settings (environment): E2E_CLUSTER (kind cluster name, default userstream-e2e; pytest-kind's
 ``--cluster-name`` wins), E2E_SKIP_BUILD=1 (use images already built with ``make images``),
-E2E_RECORDS (users to ingest, default 500), E2E_AIRFLOW_USERNAME / E2E_AIRFLOW_PASSWORD (default
+E2E_RECORDS (users per DAG run, default 400), E2E_AIRFLOW_USERNAME / E2E_AIRFLOW_PASSWORD (default
 admin / admin). ``--keep-cluster`` keeps the cluster afterwards for ``make status``.
 """
 
@@ -121,8 +122,9 @@ def e2e_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
 def tools(request: pytest.FixtureRequest) -> dict[str, str]:
     if not _docker_works():
         pytest.skip(
-            "this test needs the kind platform (Strimzi, K8ssandra, the Airflow chart: not obtainable "
-            "without Docker and image registries); `docker info` fails or docker is absent"
+            "the kind provider needs a working Docker engine (kind nodes are containers; Strimzi, "
+            "K8ssandra and the Airflow chart come from image registries): `docker info` fails or docker "
+            "is absent"
         )
     found = {
         "kind": _which(request.config.getoption("kind_bin"), "kind"),
@@ -166,6 +168,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if report.failed and report.when in {"setup", "call"} and item.get_closest_marker("e2e"):
         funcargs = item.funcargs if hasattr(item, "funcargs") else {}
         cluster = funcargs.get("cluster") or funcargs.get("e2e_cluster")
+        if cluster is None and funcargs.get("platform") is not None:
+            cluster = getattr(funcargs["platform"], "cluster", None)
         if cluster is not None and hasattr(cluster, "kubectl"):
             folder = dump_diagnostics(cluster, item.name)
             report.sections.append(("kubernetes diagnostics", f"written to {folder}"))

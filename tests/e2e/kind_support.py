@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from pytest_kind import KindCluster
@@ -166,7 +167,9 @@ class Cluster:
 
 
 class AirflowClient:
-    """The parts of Airflow 3's REST API (/api/v2, JWT from /auth/token) the e2e run needs."""
+    """The parts of Airflow 3's REST API (/api/v2, JWT from /auth/token) the e2e run needs. The
+    Airflow chart configures the FAB auth manager (chart values.yaml config.core.auth_manager), whose
+    POST /auth/token answers 201 with access_token (providers/fab .../api_fastapi/routes/login.py)."""
 
     def __init__(self, base_url: str, username: str, password: str) -> None:
         self.base_url = base_url.rstrip("/")
@@ -191,6 +194,15 @@ class AirflowClient:
     def dag(self, dag_id: str) -> Any:
         return self._call("GET", f"/dags/{dag_id}")
 
+    def find_dag(self, dag_id: str) -> Any | None:
+        """The DAG, or None while the DAG processor has not parsed it yet (HTTP 404)."""
+        response = self.session.get(f"{self.base_url}/api/v2/dags/{dag_id}", timeout=30)
+        if response.status_code == 404:
+            return None
+        if not response.ok:
+            raise E2EError(f"GET /api/v2/dags/{dag_id}: HTTP {response.status_code} {response.text[:500]}")
+        return response.json()
+
     def import_errors(self) -> list[Any]:
         return list(self._call("GET", "/importErrors").get("import_errors", []))
 
@@ -202,11 +214,35 @@ class AirflowClient:
         return str(run["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
-        return str(self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+        return str(self._call("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"])
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
-        instances = self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        instances = self._call("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")[
+            "task_instances"
+        ]
         return {ti["task_id"]: str(ti["state"]) for ti in instances}
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """The whole log of the task's latest try. Airflow 3.3.2 (airflow/api_fastapi/core_api/routes/
+        public/log.py, datamodels/log.py): GET .../taskInstances/{task_id}/logs/{try_number} with
+        full_content=true and Accept: application/json answers {content: [StructuredLogMessage, whose
+        text is `event`, or str, ...]}; GET .../taskInstances/{task_id} carries the try_number."""
+        run = quote(run_id, safe="")
+        instance = self._call("GET", f"/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}")
+        try_number = int(instance.get("try_number") or 1)
+        answer = self._call(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": "true"},
+            headers={"Accept": "application/json"},
+        )
+        lines = []
+        for item in answer.get("content", []):
+            if isinstance(item, dict):
+                lines.append(str(item.get("event", "")))
+            else:
+                lines.append(str(item))
+        return "\n".join(lines)
 
 
 def dump_diagnostics(cluster: Any, test_name: str) -> Path:

@@ -96,6 +96,16 @@ class LocalPlatform:
     def stop_data_plane(self) -> None:
         LocalStack(self.settings).down(["kafka", "cassandra"])
 
+    # e2e_platform.Platform: start() before install(), teardown() after them, even after a failure
+    def start(self) -> None:
+        self.start_data_plane()
+
+    def teardown(self) -> None:
+        try:
+            self.cluster.helm("uninstall", "userstream", "--namespace", NAMESPACE, "--wait", timeout=600)
+        finally:
+            self.stop_data_plane()
+
     def install(self) -> None:
         self.cluster.load_images(IMAGES)
         env = {**self.cluster.env, "CHART_SOURCE": "go-module", "TIMEOUT": "10m", "IMAGE_TAG": self.image_tag}

@@ -1,12 +1,18 @@
-"""The whole pipeline on the project's own cluster: the real Spark operator runs the SparkApplication
-(driver and two executors on different nodes), Airflow's KubernetesPodOperator runs the ingestion
-pod, and every user lands exactly once: stored in Cassandra or dead-lettered with its reason.
+"""The whole pipeline on a cluster, the same tests and assertions on either provider (conftest.py:
+E2E_PROVIDER=kind|local). The Spark operator runs the SparkApplication (driver and two executors on
+different nodes), Airflow's KubernetesPodOperator runs the ingestion pod, and every user lands
+exactly once: stored in Cassandra or dead-lettered with its reason.
 
-The kind provider runs the same journey with Strimzi, K8ssandra and the Airflow chart in
-test_pipeline_on_kind.py (those cannot run without Docker and image registries)."""
+The platform under the tests (e2e_platform.Platform):
+- kind (kind_platform.KindPlatform): Strimzi, K8ssandra, CloudNativePG and the official Airflow chart
+  in the cluster; DAG runs through Airflow's REST API.
+- local (local_platform.LocalPlatform): the project's own cluster; the local stack's Kafka and
+  Cassandra through the chart's external mode; Airflow from PyPI running `airflow dags test`.
+"""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections import Counter
@@ -14,37 +20,41 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kind_support import NAMESPACE, E2EError, wait_for
+from e2e_platform import SPARK_APP, Platform
+from kind_support import NAMESPACE, Cluster, E2EError, wait_for
+from local_platform import expected_users
 
 from userstream_dags.spark import wait_verdict
 
 pytestmark = pytest.mark.e2e
 
-SPARK_APP = "userstream-stream"
-RECORDS = 400
+RECORDS = int(os.environ.get("E2E_RECORDS", "400"))  # users per DAG run
+
+
+def make_platform(e2e_cluster: Any) -> Platform:
+    if isinstance(e2e_cluster, Cluster):
+        from kind_platform import KindPlatform
+
+        return KindPlatform(e2e_cluster)
+    from local_platform import LocalPlatform, data_plane_settings
+
+    return LocalPlatform(e2e_cluster, data_plane_settings(e2e_cluster.cluster.settings, e2e_cluster.path))
 
 
 @pytest.fixture(scope="module")
-def platform(e2e_cluster: Any) -> Iterator[Any]:
-    if e2e_cluster.name != "local":
-        pytest.skip(
-            "kind runs this journey with Strimzi, K8ssandra and the Airflow chart: test_pipeline_on_kind.py"
-        )
-    from local_platform import LocalPlatform, data_plane_settings
-
-    platform = LocalPlatform(e2e_cluster, data_plane_settings(e2e_cluster.cluster.settings, e2e_cluster.path))
-    platform.start_data_plane()
+def platform(e2e_cluster: Any) -> Iterator[Platform]:
+    platform = make_platform(e2e_cluster)
+    platform.start()
     try:
         platform.install()
         yield platform
     finally:
-        try:
-            e2e_cluster.helm("uninstall", "userstream", "--namespace", NAMESPACE, "--wait", timeout=600)
-        finally:
-            platform.stop_data_plane()
+        platform.teardown()
 
 
-def spark_state(platform: Any) -> str:
+def spark_state(platform: Platform) -> str:
+    """The application's state; fails at once on a final failure (FAILED, SUBMISSION_FAILED) with the
+    operator's message: FAILING, INVALIDATING, PENDING_RERUN are transitions it recovers from."""
     app = platform.cluster.kubectl_json("get", "sparkapplication", "-n", NAMESPACE, SPARK_APP)
     state = app.get("status", {}).get("applicationState", {})
     if wait_verdict(app) is False:
@@ -54,7 +64,7 @@ def spark_state(platform: Any) -> str:
     return str(state.get("state", ""))
 
 
-def wait_running(platform: Any, timeout_s: float = 600) -> None:
+def wait_running(platform: Platform, timeout_s: float = 900) -> None:
     wait_for(
         f"SparkApplication {SPARK_APP} RUNNING with two executors",
         lambda: True if spark_state(platform) == "RUNNING" and len(executors(platform)) == 2 else None,
@@ -63,14 +73,14 @@ def wait_running(platform: Any, timeout_s: float = 600) -> None:
     )
 
 
-def executors(platform: Any) -> list[dict[str, Any]]:
+def executors(platform: Platform) -> list[dict[str, Any]]:
     pods = platform.cluster.kubectl_json(
         "get", "pods", "-n", NAMESPACE, "-l", f"sparkoperator.k8s.io/app-name={SPARK_APP},spark-role=executor"
     )["items"]
     return [p for p in pods if p.get("status", {}).get("phase") == "Running"]
 
 
-def wait_stored(platform: Any, wanted: set[Any], timeout_s: float = 600) -> list[Any]:
+def wait_stored(platform: Platform, wanted: set[Any], timeout_s: float = 900) -> list[Any]:
     def landed() -> list[Any] | None:
         spark_state(platform)
         ids = platform.stored_ids()
@@ -79,15 +89,13 @@ def wait_stored(platform: Any, wanted: set[Any], timeout_s: float = 600) -> list
     return wait_for(f"{len(wanted)} users in Cassandra", landed, timeout_s, interval_s=5)
 
 
-def test_the_operator_runs_the_stream_with_executors_on_two_nodes(platform: Any) -> None:
+def test_the_operator_runs_the_stream_with_executors_on_two_nodes(platform: Platform) -> None:
     wait_running(platform)
     nodes = {pod["spec"]["nodeName"] for pod in executors(platform)}
     assert len(nodes) == 2, f"executors share a node: {nodes}"
 
 
-def test_dag_runs_store_exactly_the_valid_users_and_dead_letter_the_rest(platform: Any) -> None:
-    from local_platform import expected_users
-
+def test_dag_runs_store_exactly_the_valid_users_and_dead_letter_the_rest(platform: Platform) -> None:
     wait_running(platform)
     before = set(platform.stored_ids())
     letters_before = platform.dead_letters()
@@ -126,9 +134,7 @@ def test_dag_runs_store_exactly_the_valid_users_and_dead_letter_the_rest(platfor
     assert Counter(again) == Counter(stored), "a re-run of the same seed changed the table"
 
 
-def test_a_deleted_driver_is_restarted_and_resumes_without_loss_or_duplicates(platform: Any) -> None:
-    from local_platform import expected_users
-
+def test_a_deleted_driver_is_restarted_and_resumes_without_loss_or_duplicates(platform: Platform) -> None:
     wait_running(platform)
     before = set(platform.stored_ids())
     seed = random.randrange(1, 10**9)
@@ -146,7 +152,7 @@ def test_a_deleted_driver_is_restarted_and_resumes_without_loss_or_duplicates(pl
             is None
             else None
         ),
-        600,
+        900,
         3,
     )
     wait_running(platform)
