@@ -194,8 +194,9 @@ def start_query(
     return query
 
 
-def committed_offsets(query: StreamingQuery) -> dict[int, int] | None:
-    """Next offset per partition of the last completed batch (from the query's progress)."""
+def committed_offsets(query: StreamingQuery, which: str = "endOffset") -> dict[int, int] | None:
+    """Next offset per partition of the last completed batch (from the query's progress);
+    ``which="latestOffset"``: the topic's end offsets the source saw at that batch."""
     progress: Any = query.lastProgress
     if not progress:
         return None
@@ -203,7 +204,7 @@ def committed_offsets(query: StreamingQuery) -> dict[int, int] | None:
     if not sources:
         return None
     source = sources[0]
-    end = source["endOffset"] if isinstance(source, dict) else source.endOffset
+    end = source[which] if isinstance(source, dict) else getattr(source, which)
     if isinstance(end, str):
         try:
             end = json.loads(end)
