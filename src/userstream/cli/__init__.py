@@ -64,7 +64,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return int(result or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
