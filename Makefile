@@ -120,6 +120,20 @@ COMPONENT ?= kafka
 local-logs: install ## Tail a local server's log (COMPONENT=postgres|kafka|cassandra)
 	$(USERSTREAM) local logs $(COMPONENT)
 
+.PHONY: cql
+cql: install ## CQL shell on the local Cassandra as its admin (CQL='SELECT ...' runs one and exits)
+	$(USERSTREAM) local cql $(if $(CQL),--execute "$(CQL)")
+
+.PHONY: sql
+sql: install ## psql on the staging database (SQL='SELECT ...' runs one and exits)
+	$(USERSTREAM) local sql $(if $(SQL),--execute "$(SQL)")
+
+TOPIC ?= dlq
+MAX ?= 20
+.PHONY: topic
+topic: install ## Print a topic's messages with their headers from the beginning (TOPIC=dlq|main|<name>, MAX=20)
+	$(USERSTREAM) local topic $(TOPIC) --from-beginning --max $(MAX)
+
 .PHONY: smoke
 smoke: install artifacts ## Round trip through every local server (topic, row, Spark batch read)
 	$(USERSTREAM) local up

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from userstream.cli.console import configure_logging, log_file_of
 from userstream.errors import UserstreamError
-from userstream.settings import SettingsError
+from userstream.settings import SettingsError, load_settings
 
 # module path -> it defines register(subparsers) adding its commands with set_defaults(func=...)
 _COMMAND_MODULES = (
@@ -28,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="userstream",
         description="Real-time user-data pipeline: ingestion -> PostgreSQL -> Kafka -> Spark -> Cassandra.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging, and the libraries' and Spark's output here instead of "
+        "<state dir>/logs/userstream.log",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in _COMMAND_MODULES:
         try:
@@ -45,10 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        log_file = log_file_of(load_settings().state_dir)
+    except SettingsError:  # the command reports it; until then everything goes to the terminal
+        log_file = None
+    args.log_file = configure_logging(verbose=args.verbose, log_file=log_file)
     try:
         result: int | None = args.func(args)
     except (UserstreamError, SettingsError) as exc:

@@ -1,4 +1,4 @@
-"""``userstream local ...``: fetch, up, down, status, logs, smoke."""
+"""``userstream local ...``: fetch, up, down, status, logs, smoke, and the cql, sql and topic shells."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 
 from userstream.errors import UserstreamError
 from userstream.local import processes
+from userstream.local.credentials import Client, client_settings
 from userstream.local.stack import COMPONENT_NAMES, LocalStack, format_status
 from userstream.settings import load_settings
 
@@ -47,6 +48,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     smoke = commands.add_parser("smoke", help="a real round trip through Kafka, PostgreSQL, Cassandra, Spark")
     smoke.set_defaults(func=cmd_smoke)
+
+    cql = commands.add_parser(
+        "cql", help="a CQL shell on the local Cassandra (the driver's; the jars have no cqlsh)"
+    )
+    cql.add_argument("-e", "--execute", metavar="STATEMENTS", help="run these ';'-separated statements")
+    cql.add_argument(
+        "--as",
+        dest="principal",
+        choices=sorted(CQL_CLIENTS),
+        default="admin",
+        help="log in as the stack's admin (default), the stream's writer or the checks' reader role",
+    )
+    cql.set_defaults(func=cmd_cql)
+
+    sql = commands.add_parser("sql", help="psql on the staging database (USERSTREAM_POSTGRES_DSN)")
+    sql.add_argument("-e", "--execute", metavar="COMMAND", help="run this command and exit")
+    sql.set_defaults(func=cmd_sql)
+
+    topic = commands.add_parser(
+        "topic", help="print a topic's messages with partition, offset, key and headers (e.g. dead letters)"
+    )
+    topic.add_argument(
+        "topic", nargs="?", default="main", help="a topic name, or main / dlq for the configured ones"
+    )
+    topic.add_argument(
+        "--from-beginning", action="store_true", help="from the oldest message (default: new ones only)"
+    )
+    topic.add_argument("--max", type=int, metavar="N", help="stop after N messages")
+    topic.add_argument(
+        "--follow", action="store_true", help="with --from-beginning: keep waiting for new messages"
+    )
+    topic.add_argument(
+        "--max-value", type=int, default=500, metavar="CHARS", help="cut values longer than this (0: never)"
+    )
+    topic.set_defaults(func=cmd_topic)
 
 
 def _components(args: argparse.Namespace) -> tuple[str, ...]:
@@ -126,7 +162,37 @@ def cmd_smoke(args: argparse.Namespace) -> int:
             f"userstream: the local stack is not healthy: {names}; run `userstream local up`", file=sys.stderr
         )
         return 1
-    from userstream.local.credentials import client_settings
-
     run_smoke(client_settings(settings, "admin"))
     return 0
+
+
+# the roles `userstream local cql --as` offers: the local client whose Cassandra login each is
+CQL_CLIENTS: dict[str, Client] = {"admin": "admin", "writer": "stream", "reader": "checks"}
+
+
+def cmd_cql(args: argparse.Namespace) -> int:
+    from userstream.local.tools import cql_shell
+
+    settings = client_settings(load_settings(), CQL_CLIENTS[args.principal])
+    return cql_shell(settings, execute=args.execute, stdin=sys.stdin, out=sys.stdout)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from userstream.local.tools import sql_shell
+
+    return sql_shell(load_settings(), execute=args.execute)
+
+
+def cmd_topic(args: argparse.Namespace) -> int:
+    from userstream.local.tools import read_topic
+
+    if args.max is not None and args.max < 1:
+        raise UserstreamError("--max must be at least 1")
+    return read_topic(
+        client_settings(load_settings(), "admin"),
+        args.topic,
+        from_beginning=args.from_beginning,
+        max_messages=args.max,
+        follow=args.follow,
+        max_value=args.max_value or None,
+    )

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import re
+import time
+from typing import TYPE_CHECKING
 
+from userstream.cli.console import Console
 from userstream.errors import UserstreamError
 from userstream.local.credentials import client_settings
+from userstream.progress import Snapshot, lag
 from userstream.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql.streaming.query import StreamingQuery
 
 
 def _quiet_clients() -> None:
     for name in ("kafka", "cassandra", "py4j"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _console(args: argparse.Namespace) -> Console:
+    console = Console(log_file=args.log_file, json_output=args.json)
+    if args.log_file is not None:
+        console.echo(f"details (libraries, Spark): {args.log_file}; `userstream -v` prints them here")
+    return console
 
 
 def _positive(value: str) -> int:
@@ -51,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="stop after staging (leaves what a crash before publishing leaves; the next run publishes it)",
     )
+    ingest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     ingest.set_defaults(func=_ingest)
 
     cassandra = subparsers.add_parser("cassandra", help="Cassandra schema")
@@ -77,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     stream.add_argument("--max-seconds", type=_seconds, metavar="SECONDS", help="stop after this long")
     stream.add_argument("--no-migrate", action="store_true", help="do not create the Cassandra table first")
+    stream.add_argument("--json", action="store_true", help="print the totals as one JSON object")
     stream.set_defaults(func=_stream)
 
     run = subparsers.add_parser(
@@ -85,6 +102,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--records", type=_positive, default=10_000, help="users to ingest (default 10000)")
     run.add_argument("--batch-size", type=_positive, help="default: USERSTREAM_INGEST_BATCH_SIZE")
     run.add_argument("--timeout", type=_seconds, default=900.0, help="longest the stream may take (s)")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.set_defaults(func=_run)
 
 
@@ -111,17 +129,23 @@ def _ingest(args: argparse.Namespace) -> int:
     if args.seed is not None:
         settings = with_seed(settings, args.seed)
     _quiet_clients()
-    summary = ingest(
-        settings,
-        source=build_source(settings, args.source),
-        records=args.records,
-        batch_size=args.batch_size,
-        publish=not args.stage_only,
-        echo=print,
+    console = _console(args)
+    began = time.monotonic()
+    with console.stage():
+        summary = ingest(
+            settings,
+            source=build_source(settings, args.source),
+            records=args.records,
+            batch_size=args.batch_size,
+            publish=not args.stage_only,
+            on_batch=lambda done: console.progress(
+                Snapshot("ingest", done.fetched, began, total=done.requested)
+            ),
+        )
+    console.result(
+        {**dataclasses.asdict(summary), "records_per_second": round(summary.rate, 1)},
+        ["ingest summary:", *(f"  {line}" for line in summary.lines())],
     )
-    print("ingest summary:")
-    for line in summary.lines():
-        print(f"  {line}")
     return 0
 
 
@@ -139,20 +163,57 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _stream(args: argparse.Namespace) -> int:
     from userstream.storage.migration import migrate
-    from userstream.stream.runner import run_stream
+    from userstream.stream.runner import APP_NAME, StreamTotals, run_stream
+    from userstream.stream.spark_session import build_spark_session
 
     settings = load_settings()
     _quiet_clients()
+    console = _console(args)
     if not args.no_migrate:
         migrate(client_settings(settings, "admin"))
-    totals = run_stream(
-        client_settings(settings, "stream"), until_idle=args.until_idle, max_seconds=args.max_seconds
-    )
-    print(
-        f"stream stopped: {len(totals.batches)} micro-batches, rows in {totals.rows_in}, "
-        f"stored {totals.stored}, dead-lettered {totals.dead_lettered}"
+    stream_settings = client_settings(settings, "stream")
+    began = time.monotonic()
+    totals = StreamTotals()
+    with console.stage():
+        console.progress(Snapshot("stream", 0, began, note="starting Spark"))
+        spark = build_spark_session(stream_settings, APP_NAME, output=args.log_file)
+
+        def draw(query: StreamingQuery) -> bool:
+            """Checked after every poll of the query: draws the progress line, never stops it."""
+            console.progress(Snapshot("stream", totals.rows_in, began, lag=offsets_behind(query)))
+            return False
+
+        run_stream(
+            stream_settings,
+            spark=spark,
+            until_idle=args.until_idle,
+            max_seconds=args.max_seconds,
+            totals=totals,
+            stop_when=draw,
+        )
+    console.result(
+        {
+            "micro_batches": len(totals.batches),
+            "rows_in": totals.rows_in,
+            "stored": totals.stored,
+            "dead_lettered": totals.dead_lettered,
+        },
+        [
+            f"stream stopped: {len(totals.batches)} micro-batches, rows in {totals.rows_in}, "
+            f"stored {totals.stored}, dead-lettered {totals.dead_lettered}"
+        ],
     )
     return 0
+
+
+def offsets_behind(query: StreamingQuery) -> int | None:
+    """Records the stream had not read yet at its last micro-batch (from the query's progress)."""
+    from userstream.stream.runner import committed_offsets
+
+    latest, done = committed_offsets(query, "latestOffset"), committed_offsets(query)
+    if latest is None or done is None:
+        return None
+    return lag(latest, done)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -160,7 +221,16 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _quiet_clients()
-    summary = run_pipeline(settings, args.records, batch_size=args.batch_size, timeout_s=args.timeout)
-    for line in summary.lines():
-        print(line)
+    console = _console(args)
+    with console.stage():
+        summary = run_pipeline(
+            settings,
+            args.records,
+            batch_size=args.batch_size,
+            timeout_s=args.timeout,
+            echo=console.echo,
+            progress=console.progress,
+            spark_output=args.log_file,
+        )
+    console.result(summary.as_dict(), summary.lines())
     return 0 if summary.reconciliation.ok else 1

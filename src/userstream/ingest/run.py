@@ -57,10 +57,12 @@ def ingest(
     batch_size: int | None = None,
     publish: bool = True,
     echo: Callable[[str], None] | None = None,
+    on_batch: Callable[[IngestSummary], None] | None = None,
 ) -> IngestSummary:
     """Fetch ``records`` documents in batches, stage each batch, publish; returns a summary.
 
     ``publish=False`` stops after staging (what a crash between the two steps leaves behind).
+    ``on_batch`` sees the summary so far after each batch (a progress line).
     """
     chosen = source or build_source(settings)
     total = records if records is not None else settings.ingest_records
@@ -82,6 +84,8 @@ def ingest(
     if not publish:
         for batch in chosen.batches(total, size):
             stage(batch)
+            if on_batch is not None:
+                on_batch(summary)
         summary.seconds = time.monotonic() - began
         return summary
     # only the topic it writes: its principal may not see (nor create) the dead-letter topic
@@ -102,5 +106,7 @@ def ingest(
                 f"published {published.published} | total {summary.fetched}/{total} "
                 f"({summary.fetched / elapsed if elapsed else 0:,.0f} records/s)"
             )
+            if on_batch is not None:
+                on_batch(summary)
     summary.seconds = time.monotonic() - began
     return summary

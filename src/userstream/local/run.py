@@ -7,21 +7,35 @@ in Cassandra or a message on the dead-letter topic, never both and never neither
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from userstream.ingest.run import IngestSummary, ingest
 from userstream.ingest.sources.synthetic import SyntheticSource
 from userstream.ingest.staging import Staging
 from userstream.local.credentials import client_settings
+from userstream.progress import Snapshot, lag
 from userstream.settings import Settings
 from userstream.storage.client import CassandraConfig, connect, existing_ids
 from userstream.storage.migration import migrate
-from userstream.stream.runner import StreamTotals, caught_up, run_stream, topic_end_offsets
+from userstream.stream.runner import (
+    APP_NAME,
+    StreamTotals,
+    caught_up,
+    committed_offsets,
+    run_stream,
+    topic_end_offsets,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming.query import StreamingQuery
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +133,31 @@ class RunSummary:
     stream_seconds: float
     samples: list[dict[str, Any]]
 
+    def stream_rate(self) -> float:
+        busy = self.stream.busy_seconds()
+        return (self.stream.stored + self.stream.dead_lettered) / busy if busy else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (``userstream run --json``)."""
+        r = self.reconciliation
+        return {
+            "produced": r.produced,
+            "published": self.ingest.published,
+            "stored": r.stored,
+            "dead_lettered": r.dead_lettered,
+            "reconciled": r.ok,
+            "missing": [str(record_id) for record_id in r.missing],
+            "in_both": r.both,
+            "seconds": round(self.seconds, 3),
+            "ingest_seconds": round(self.ingest.seconds, 3),
+            "stream_seconds": round(self.stream_seconds, 3),
+            "ingest_records_per_second": round(self.ingest.rate, 1),
+            "stream_records_per_second": round(self.stream_rate(), 1),
+            "micro_batches": len(self.stream.batches),
+            "stream_busy_seconds": round(self.stream.busy_seconds(), 3),
+            "sample_rows": json.loads(json.dumps(self.samples, default=str)),
+        }
+
     def lines(self) -> list[str]:
         r = self.reconciliation
         processed = self.stream.stored + self.stream.dead_lettered
@@ -134,11 +173,38 @@ class RunSummary:
             f"  wall time       {self.seconds:.1f} s (ingest {self.ingest.seconds:.1f} s, "
             f"stream {self.stream_seconds:.1f} s)",
             f"  throughput      ingest {self.ingest.rate:,.0f} records/s; stream "
-            f"{processed / busy if busy else 0:,.0f} records/s "
+            f"{self.stream_rate():,.0f} records/s "
             f"({processed} processed in {len(self.stream.batches)} micro-batches, {busy:.1f} s busy)",
             "  sample rows:",
             *[f"    {row}" for row in self.samples],
         ]
+
+
+def checkpoint_offsets(checkpoint_location: str) -> dict[int, int]:
+    """Next offset per partition after the last batch a local checkpoint committed ({} if none).
+
+    Spark's checkpoint (4.1.2, sql/core/.../execution/streaming/checkpointing/OffsetSeqLog.scala)
+    writes ``offsets/<batch>``: a version line, a metadata line, then one JSON line per source,
+    ``{"<topic>": {"<partition>": <offset>}}``; ``commits/<batch>`` marks the batch done.
+    """
+    folder = Path(checkpoint_location)
+    try:
+        done = [int(p.name) for p in (folder / "commits").iterdir() if p.name.isdigit()]
+        lines = (folder / "offsets" / str(max(done))).read_text(encoding="utf-8").splitlines()
+        source = json.loads(lines[2])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {int(partition): int(offset) for topic in source.values() for partition, offset in topic.items()}
+
+
+def batch_note(spark: SparkSession) -> str:
+    """What the running micro-batch is doing, from Spark's status tracker (tasks of active stages)."""
+    tracker = spark.sparkContext.statusTracker()
+    stages = [info for info in map(tracker.getStageInfo, tracker.getActiveStageIds()) if info is not None]
+    if not stages:
+        return ""
+    done = sum(info.numCompletedTasks for info in stages)
+    return f"micro-batch running: tasks {done}/{sum(info.numTasks for info in stages)}"
 
 
 def run_pipeline(
@@ -148,7 +214,14 @@ def run_pipeline(
     batch_size: int | None = None,
     timeout_s: float = 900.0,
     echo: Callable[[str], None] = print,
+    progress: Callable[[Snapshot], None] | None = None,
+    spark_output: Path | None = None,
 ) -> RunSummary:
+    """``progress`` sees each stage's records done so far; ``spark_output`` receives the Spark
+    driver JVM's output (default: this process's stdout and stderr)."""
+    from userstream.stream.spark_session import build_spark_session
+
+    report = progress or (lambda snapshot: None)
     began = time.monotonic()
     # each step as its own principal where the settings name none (the local stack's credentials)
     stream_settings = client_settings(settings, "stream")
@@ -157,17 +230,36 @@ def run_pipeline(
     migrate(client_settings(settings, "admin"))
     source = SyntheticSource(seed=settings.synthetic_seed, broken_rate=settings.synthetic_broken_rate)
     echo(f"ingesting {records} synthetic users (seed {source.seed}, broken rate {source.broken_rate:g})")
+    ingest_began = time.monotonic()
+    report(Snapshot("ingest", 0, ingest_began, total=records))
     summary = ingest(
-        client_settings(settings, "ingest"), source=source, records=records, batch_size=batch_size, echo=echo
+        client_settings(settings, "ingest"),
+        source=source,
+        records=records,
+        batch_size=batch_size,
+        on_batch=lambda done: report(Snapshot("ingest", done.fetched, ingest_began, total=records)),
     )
     ids = Staging(settings).record_ids(summary.batch_ids)
     targets = topic_end_offsets(stream_settings)
-    echo(f"streaming until offsets {targets} of {settings.kafka_topic} are processed")
+    start = checkpoint_offsets(settings.checkpoint_location)
+    expected = lag(targets, start)
     stream_began = time.monotonic()
-    totals = run_stream(
-        stream_settings, stop_when=lambda query: caught_up(query, targets), max_seconds=timeout_s
-    )
+    echo(f"streaming {expected} records of {settings.kafka_topic} (Spark {settings.spark_master})")
+    totals = StreamTotals()
+    report(Snapshot("stream", 0, stream_began, total=expected, lag=expected, note="starting Spark"))
+    spark = build_spark_session(stream_settings, APP_NAME, output=spark_output)
+
+    def watch(query: StreamingQuery) -> bool:
+        done = caught_up(query, targets)
+        # a finished batch is counted before Spark reports its offsets: the smaller one is current
+        behind = min(lag(targets, committed_offsets(query) or start), max(expected - totals.rows_in, 0))
+        note = batch_note(spark) or ("caught up" if done else "waiting for the next micro-batch")
+        report(Snapshot("stream", totals.rows_in, stream_began, total=expected, lag=behind, note=note))
+        return done
+
+    totals = run_stream(stream_settings, spark=spark, stop_when=watch, totals=totals, max_seconds=timeout_s)
     stream_seconds = time.monotonic() - stream_began
+    echo("reconciling: every record must be a row in Cassandra or a dead letter, not both")
     reconciliation = reconcile(checks_settings, ids)
     samples = sample_rows(checks_settings, ids)
     return RunSummary(summary, totals, reconciliation, time.monotonic() - began, stream_seconds, samples)

@@ -183,14 +183,15 @@ def start_query(spark: SparkSession, settings: Settings, writer: BatchWriter) ->
     return query
 
 
-def committed_offsets(query: StreamingQuery) -> dict[int, int] | None:
-    """Next offset per partition of the last completed batch (from the query's progress)."""
+def committed_offsets(query: StreamingQuery, which: str = "endOffset") -> dict[int, int] | None:
+    """Next offset per partition of the last completed batch (from the query's progress);
+    ``which="latestOffset"``: the topic's end offsets the source saw at that batch."""
     progress = query.lastProgress
     if not progress or not progress.sources:
         return None
-    # PySpark 4.1 keeps a source's end offset as str() of the parsed JSON, a Python literal
+    # PySpark 4.1 keeps a source's offsets as str() of the parsed JSON, a Python literal
     # (pyspark/sql/streaming/listener.py, SourceProgress.fromJson: endOffset=str(j["endOffset"]))
-    end = ast.literal_eval(progress.sources[0].endOffset)
+    end = ast.literal_eval(progress.sources[0][which])
     if not end:
         return None
     return {

@@ -13,6 +13,10 @@ Ivy at run time). Where they come from:
 When the driver was launched by ``spark-submit`` (the Spark operator in the cluster), master and
 classpath are already decided by the submission; this module then only names the application and
 sets the small SQL defaults.
+
+A local driver logs through ``spark-log4j2.properties`` (beside this module) to its stderr; with
+``output`` that stderr and stdout are a file, so what the JVM prints (its log, the JDK's own
+warnings) stays out of the command's output.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 KAFKA_CONNECTOR_GLOB = "spark-sql-kafka-0-10_*.jar"
+LOG4J_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 
 LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.shuffle.partitions": "2",
@@ -85,11 +90,14 @@ def connector_jars(settings: Settings) -> list[Path]:
     )
 
 
-def build_spark_session(settings: Settings, app_name: str, *, master: str | None = None) -> SparkSession:
+def build_spark_session(
+    settings: Settings, app_name: str, *, master: str | None = None, output: Path | None = None
+) -> SparkSession:
     """Get (or create) the SparkSession for ``app_name`` with the Kafka connector available.
 
     ``master`` defaults to ``settings.spark_master`` for local runs; under spark-submit the
-    submission's master is kept unless ``master`` is given explicitly.
+    submission's master is kept unless ``master`` is given explicitly. ``output``: a file that
+    receives the local driver JVM's stdout and stderr (default: this process's).
     """
     from pyspark.sql import SparkSession
 
@@ -104,11 +112,38 @@ def build_spark_session(settings: Settings, app_name: str, *, master: str | None
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)
+        # the launcher puts these on the driver JVM's command line (client mode)
+        log4j = f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"
+        builder = builder.config("spark.driver.extraJavaOptions", log4j)
         jars = connector_jars(settings)
         if jars:
             builder = builder.config("spark.jars", ",".join(str(p) for p in jars))
+        if output is not None:
+            _start_driver_jvm(builder, output)
     else:
         builder = builder.config("spark.sql.session.timeZone", "UTC")
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def _start_driver_jvm(builder: SparkSession.Builder, output: Path) -> None:
+    """Start the driver JVM with its stdout and stderr appended to ``output``.
+
+    pyspark 4.1.2 (pyspark/java_gateway.py) starts the JVM in ``launch_gateway(conf, popen_kwargs)``,
+    whose ``popen_kwargs`` may redirect its output; ``SparkContext(conf, gateway=...)`` takes such
+    a gateway and ``getOrCreate()`` then finds that context active. Nothing to do when this
+    process already has a JVM (``SparkContext._gateway``, set by pyspark/core/context.py).
+    """
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:
+        return
+    conf = SparkConf()
+    for key, value in builder._options.items():  # pyspark/sql/session.py Builder keeps them here
+        conf.set(key, value)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "ab") as sink:  # the JVM keeps its own copy of the descriptor
+        gateway = launch_gateway(conf, popen_kwargs={"stdout": sink, "stderr": sink})  # type: ignore[no-untyped-call]
+    SparkContext(conf=conf, gateway=gateway)
