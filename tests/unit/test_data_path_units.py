@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -73,25 +74,51 @@ def test_cassandra_config_is_plain_and_hashable() -> None:
     assert hash(config) == hash(CassandraConfig.from_settings(settings))
 
 
-class _Progress:
-    def __init__(self, end: object) -> None:
-        self.end = end
+class _Query:
+    """A query whose last progress is what PySpark 4.1 builds from the JVM's progress JSON."""
+
+    def __init__(self, progress_json: str | None) -> None:
+        self.progress_json = progress_json
 
     @property
-    def lastProgress(self) -> dict[str, object]:
-        return {"sources": [{"endOffset": self.end}]}
+    def lastProgress(self) -> Any:
+        # pyspark/sql/streaming/query.py StreamingQuery.lastProgress does exactly this
+        from pyspark.sql.streaming.listener import StreamingQueryProgress
+
+        return StreamingQueryProgress.fromJson(json.loads(self.progress_json)) if self.progress_json else None
 
 
-@pytest.mark.parametrize(
-    "end",
-    [
-        '{"users": {"0": 10, "1": 7}}',
-        "{'users': {'0': 10, '1': 7}}",
-        {"users": {"0": 10, "1": 7}},
-    ],
-)
-def test_committed_offsets_from_progress(end: object) -> None:
-    assert committed_offsets(_Progress(end)) == {0: 10, 1: 7}  # type: ignore[arg-type]
+def _progress_json(end: object, latest: object) -> str:
+    source = {
+        "description": "KafkaV2[Subscribe[users]]",
+        "startOffset": {"users": {"0": 0, "1": 0}},
+        "endOffset": end,
+        "latestOffset": latest,
+        "numInputRows": 17,
+        "inputRowsPerSecond": 1.0,
+        "processedRowsPerSecond": 2.0,
+    }
+    return json.dumps(
+        {
+            "id": "5d7a3c36-8a9e-4d4b-9c76-2f1e8f0c2a11",
+            "runId": "0b8b2f6e-3f7e-4a36-9d0a-9a6b1c2d3e4f",
+            "name": "users_to_cassandra",
+            "timestamp": "2026-11-21T00:00:00.000Z",
+            "batchId": 3,
+            "batchDuration": 120,
+            "stateOperators": [],
+            "sources": [source],
+            "sink": {"description": "ForeachBatchSink", "numOutputRows": -1},
+        }
+    )
+
+
+def test_committed_offsets_from_the_progress_pyspark_builds() -> None:
+    query = _Query(_progress_json({"users": {"0": 10, "1": 7}}, {"users": {"0": 12, "1": 9}}))
+    assert committed_offsets(query) == {0: 10, 1: 7}  # type: ignore[arg-type]
+    assert committed_offsets(query, "latestOffset") == {0: 12, 1: 9}  # type: ignore[arg-type]
+    assert committed_offsets(_Query(None)) is None  # type: ignore[arg-type]
+    assert committed_offsets(_Query(_progress_json(None, None))) is None  # type: ignore[arg-type]
 
 
 def test_cli_commands() -> None:
