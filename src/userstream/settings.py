@@ -152,6 +152,14 @@ class Settings(BaseSettings):
     kafka_compression_type: Literal["gzip", "snappy", "lz4", "zstd", "none"] = Field(
         "gzip", description="Producer compression."
     )
+    ingest_publish_max_attempts: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Failed deliveries of one staged row, with an error Kafka does not retry (too large, "
+        "invalid), after which the outbox parks it: kept in staging with its error, reported, not sent "
+        "again (retriable errors such as timeouts never park a row).",
+    )
 
     # --- Streaming app -----------------------------------------------------------------------
     checkpoint_location: str = Field(
