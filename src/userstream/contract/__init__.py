@@ -36,6 +36,13 @@ LOGICAL_TYPES: dict[str, tuple[str, str]] = {
     "timestamp": ("timestamp", "timestamp"),
 }
 
+# JSON Schema keywords of user_message.v1.json the stream enforces (its "$comment" says how), and
+# the ones that only annotate; a unit test fails when the schema uses any other keyword
+ENFORCED_KEYWORDS = frozenset(
+    {"type", "required", "const", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum", "format"}
+)
+ANNOTATION_KEYWORDS = frozenset({"$schema", "$id", "$comment", "title", "description"})
+
 # path prefixes of stream metadata (not fields of the message)
 METADATA_SOURCES = ("$kafka.timestamp", "$kafka.partition", "$kafka.offset", "$processing_time")
 
@@ -115,6 +122,20 @@ def schema_node(path: str) -> dict[str, Any]:
             raise KeyError(f"{path!r} is not a field of {MESSAGE_SCHEMA_FILE}")
         node = properties[part]
     return node
+
+
+def paths_with(keyword: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every (dotted path, node) of the message schema whose node has ``keyword``, in file order."""
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for name, child in node.get("properties", {}).items():
+            if keyword in child:
+                found.append((f"{prefix}{name}", child))
+            walk(child, f"{prefix}{name}.")
+
+    walk(message_schema(), "")
+    return found
 
 
 def required_paths() -> list[str]:

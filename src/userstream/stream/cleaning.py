@@ -17,6 +17,10 @@ from userstream.contract import Column as ContractColumn
 # a lower-cased, trimmed e-mail: one '@', no blanks, a dot in the domain
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# JSON Schema's "date-time" format is RFC 3339's date-time (section 5.6): a full date, a time with
+# seconds and an offset. Without the offset the instant is unknown, so "1990", "1990-01-01" and
+# "1990-01-01T00:00:00" are not date-times (Spark's own parsing would take them as UTC).
+DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 MESSAGE_COLUMN = "msg"
 
 
@@ -39,8 +43,14 @@ def blank_to_null(column: Column) -> Column:
 
 
 def parse_timestamp(column: Column) -> Column:
-    """ISO-8601 text to a timestamp; null (never an error, even in ANSI mode) when unparsable."""
-    return F.try_to_timestamp(F.trim(column))
+    """An RFC 3339 date-time to a timestamp; null (never an error, even in ANSI mode) for anything
+    else: other text, a date without time or offset, or an impossible date such as month 13."""
+    return F.when(column.rlike(DATE_TIME_PATTERN), F.try_to_timestamp(column))
+
+
+def parse_double(column: Column) -> Column:
+    """Text (or a JSON number's text) to a double; null when blank or not a number."""
+    return blank_to_null(column.cast("string")).try_cast("double")
 
 
 def digits(column: Column) -> Column:
@@ -67,7 +77,7 @@ _SINGLE: dict[str, Callable[[Column], Column]] = {
     "digits": digits,
     "timestamp": parse_timestamp,
     "int": lambda c: c.try_cast("int"),
-    "double": lambda c: blank_to_null(c.cast("string")).try_cast("double"),
+    "double": parse_double,
 }
 _MULTI: dict[str, Callable[[list[Column]], Column]] = {
     "join_space": lambda parts: _join(" ", parts),

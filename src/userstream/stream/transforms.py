@@ -17,9 +17,19 @@ Validation gives every record at most one reason, checked in this order:
 ``missing_field``           a required field is absent, null or blank (detail: which)
 ``invalid_id``              ``id`` is not a UUID
 ``invalid_email``           e-mail is not ``local@domain.tld`` after normalisation
-``unparsable_date``         dob / registered / fetched_at is not an ISO-8601 timestamp
+``unparsable_date``         a ``format: date-time`` field (dob / registered / fetched_at) is not
+                            an RFC 3339 date-time with an offset ("1990", or no offset: rejected,
+                            not guessed as UTC); detail: which fields
 ``non_finite_number``       a numeric column would hold NaN or +/-Infinity ("NaN",
                             "Infinity", 1e309, ...); detail: which fields
+``invalid_value``           a value outside its ``enum`` (e.g. ``source``) or not matching its
+                            ``pattern``; detail: the field and value
+``invalid_length``          a string shorter than ``minLength`` or longer than ``maxLength``
+                            (e.g. ``nat`` must be two characters); detail: which fields
+``out_of_range``            a number below ``minimum`` / above ``maximum``, or an integer the
+                            table's 32-bit int column cannot hold (e.g. an age); detail: which
+``invalid_number``          a numeric column's text is not a number (a latitude "north"; a blank
+                            one is null); detail: which fields
 ``sink_rejected``           not found by :func:`parse`: the sink could not write the row for a
                             deterministic reason (a driver bind/serialization error, an
                             ``InvalidRequest``); detail: the error. See
@@ -48,6 +58,7 @@ from userstream.stream.cleaning import (
     UUID_PATTERN,
     column_expression,
     field,
+    parse_double,
     parse_timestamp,
 )
 
@@ -55,7 +66,7 @@ CORRUPT_COLUMN = "_corrupt_record"
 REASON = "dlq_reason"
 DETAIL = "dlq_detail"
 KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
-DATE_PATHS = ("user.dob.date", "user.registered.date", "fetched_at")
+INT32 = (-(2**31), 2**31 - 1)
 
 REASONS = (
     "empty",
@@ -69,6 +80,10 @@ REASONS = (
     "invalid_email",
     "unparsable_date",
     "non_finite_number",
+    "invalid_value",
+    "invalid_length",
+    "out_of_range",
+    "invalid_number",
     "sink_rejected",
 )
 SINK_REJECTED = "sink_rejected"
@@ -156,8 +171,13 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
     ).otherwise(F.expr("json_object_keys(CAST(value AS STRING))").isNotNull())
     # comma-separated names of the failing paths ("" when none): concat_ws skips the nulls
     missing = F.concat_ws(",", *[F.when(_missing(path), F.lit(path)) for path in contract.required_paths()])
+    date_paths = [path for path, node in contract.paths_with("format") if node["format"] == "date-time"]
     bad_dates = F.concat_ws(
-        ",", *[F.when(parse_timestamp(field(path)).isNull(), F.lit(path)) for path in DATE_PATHS]
+        ",",
+        *[
+            F.when(field(path).isNotNull() & parse_timestamp(field(path)).isNull(), F.lit(path))
+            for path in date_paths
+        ],
     )
     # NaN and +/-Infinity are not numbers the table can store (the driver refuses to bind them).
     # The JSON reader gives a string field the text "NaN" for the string "NaN", and the quoted
@@ -173,6 +193,7 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
     )
     email = F.lower(F.trim(field("user.email")))
     record_id = F.lower(F.trim(field("id")))
+    bad_value, bad_length, bad_range, bad_number = _keyword_checks(numeric_sources)
     checks: list[tuple[str, Column, Column]] = [
         ("empty", F.col("value").isNull(), F.lit("message has no value")),
         (
@@ -198,6 +219,10 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
         ("invalid_email", ~email.rlike(EMAIL_PATTERN), F.format_string("email %s", email)),
         ("unparsable_date", bad_dates != "", bad_dates),
         ("non_finite_number", non_finite != "", non_finite),
+        ("invalid_value", bad_value != "", bad_value),
+        ("invalid_length", bad_length != "", bad_length),
+        ("out_of_range", bad_range != "", bad_range),
+        ("invalid_number", bad_number != "", bad_number),
     ]
     reason: Column = F.lit(None).cast("string")
     detail: Column = F.lit(None).cast("string")
@@ -205,6 +230,74 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
         reason = F.when(failed, F.lit(name)).otherwise(reason)
         detail = F.when(failed, why).otherwise(detail)
     return _ParseColumns(measured, message, reason, detail)
+
+
+def _keyword_checks(numeric_sources: list[str]) -> tuple[Column, Column, Column, Column]:
+    """Comma-separated failures ("" when none) of enum/pattern, minLength/maxLength,
+    minimum/maximum (and the int columns' range) and the numeric columns' text, from the schema."""
+
+    def failing(parts: list[Column]) -> Column:
+        return F.concat_ws(",", *parts) if parts else F.lit("")
+
+    values: list[Column] = []
+    for path, node in contract.paths_with("enum"):
+        allowed = node["enum"]
+        value = field(path)
+        values.append(
+            F.when(
+                value.isNotNull() & ~value.cast("string").isin(*[str(item) for item in allowed]),
+                F.format_string(f"{path} %s (not one of {', '.join(map(str, allowed))})", value),
+            )
+        )
+    for path, node in contract.paths_with("pattern"):
+        value = field(path)
+        values.append(
+            F.when(
+                value.isNotNull() & ~value.rlike(node["pattern"]),
+                F.format_string(f"{path} %s (does not match {node['pattern']})", value),
+            )
+        )
+    lengths: list[Column] = []
+    for path, node in contract.paths_with("minLength"):
+        lengths.append(F.when(F.char_length(field(path)) < F.lit(int(node["minLength"])), F.lit(path)))
+    for path, node in contract.paths_with("maxLength"):
+        lengths.append(F.when(F.char_length(field(path)) > F.lit(int(node["maxLength"])), F.lit(path)))
+    ranges: dict[str, Column] = {}
+    int_sources = [
+        source
+        for column in contract.table_definition().columns
+        if column.type == "int"
+        for source in column.sources
+        if not source.startswith("$")
+    ]
+    bounds: dict[str, tuple[float | None, float | None]] = {path: INT32 for path in int_sources}
+    for keyword in ("minimum", "maximum"):
+        for path, node in contract.paths_with(keyword):
+            low, high = bounds.get(path, (None, None))
+            if keyword == "minimum":
+                low = node[keyword] if low is None else max(low, node[keyword])
+            else:
+                high = node[keyword] if high is None else min(high, node[keyword])
+            bounds[path] = (low, high)
+    for path, (low, high) in bounds.items():
+        number = field(path).cast("string").try_cast("decimal(38,6)")
+        outside = F.lit(False)
+        if low is not None:
+            outside = outside | (number < F.lit(low))
+        if high is not None:
+            outside = outside | (number > F.lit(high))
+        ranges[path] = F.when(F.coalesce(outside, F.lit(False)), F.lit(path))
+    numbers = [
+        F.when(
+            F.trim(field(path).cast("string")).isNotNull()
+            & (F.trim(field(path).cast("string")) != "")
+            & parse_double(field(path)).isNull()
+            & _as_double(field(path)).isNull(),
+            F.lit(path),
+        )
+        for path in numeric_sources
+    ]
+    return failing(values), failing(lengths), failing(list(ranges.values())), failing(numbers)
 
 
 def _as_double(value: Column) -> Column:

@@ -277,3 +277,47 @@ def test_dead_letters_keep_a_bounded_prefix_and_describe_the_whole_value(spark) 
     assert headers[1]["dlq.value.truncated"] == "false"
     # a long detail is bounded too
     assert all(len(h["dlq.detail"]) <= transforms.DLQ_MAX_DETAIL_CHARS for h in headers)
+
+
+def test_what_the_schema_says_is_enforced_with_a_reason_per_violation(spark) -> None:
+    values = [
+        encode(envelope(user(60, dob__date="1990"))),  # year only
+        encode(envelope(user(61, registered__date="2020-01-01T00:00:00"))),  # no offset
+        encode(envelope(user(62), fetched_at="2025-03-04T05:06:07")),
+        encode(envelope(user(63), source="elsewhere")),
+        encode(envelope(user(64, nat="DEU"))),
+        encode(envelope(user(65, nat="D"))),
+        encode(envelope(user(66, dob__age=99_999_999_999))),
+        encode(envelope(user(67, registered__age=-3))),
+        encode(envelope(user(68, location__coordinates={"latitude": "north", "longitude": "12.5"}))),
+        # what the schema allows stays valid: an offset other than Z, a blank coordinate
+        encode(envelope(user(69, dob__date="1990-05-06T07:08:09+02:00"))),
+        encode(envelope(user(70, location__coordinates={"latitude": " ", "longitude": "-12.5"}))),
+    ]
+    assert reasons(spark, values) == [
+        ("unparsable_date", "user.dob.date"),
+        ("unparsable_date", "user.registered.date"),
+        ("unparsable_date", "fetched_at"),
+        ("invalid_value", "source elsewhere (not one of synthetic, randomuser)"),
+        ("invalid_length", "user.nat"),
+        ("invalid_length", "user.nat"),
+        ("out_of_range", "user.dob.age"),
+        ("out_of_range", "user.registered.age"),
+        ("invalid_number", "user.location.coordinates.latitude"),
+        (None, None),
+        (None, None),
+    ]
+
+
+def test_every_keyword_of_the_message_schema_is_enforced() -> None:
+    """A keyword the stream does not check may not appear in the contract unnoticed."""
+    found: set[str] = set()
+
+    def walk(node: dict[str, Any]) -> None:
+        found.update(key for key in node if key not in {"properties", "items"})
+        for child in node.get("properties", {}).values():
+            walk(child)
+
+    walk(contract.message_schema())
+    assert found <= contract.ENFORCED_KEYWORDS | contract.ANNOTATION_KEYWORDS, found
+    assert contract.message_schema()["$comment"].startswith("Enforced by the stream")
