@@ -144,6 +144,7 @@ def test_kafka_restarted_while_the_stream_writes_dead_letters(
     runner.start()
     wait_for(lambda: len(table_ids(settings)) > 0, 240, "the first rows in Cassandra", interval=0.2)
     away = _restart_kafka(local_stack)
+    back = time.time()
     runner.join(700)
     assert not runner.is_alive()
     assert "error" not in result, f"the stream did not survive the broker restart: {result.get('error')}"
@@ -152,6 +153,8 @@ def test_kafka_restarted_while_the_stream_writes_dead_letters(
         f"\nkafka away {away:.1f}s; stream: rows in {totals.rows_in}, stored {totals.stored}, "
         f"dead-lettered {totals.dead_lettered} (replays included)"
     )
+    # the restart fell in the middle of the stream's work: batches with input completed after it
+    assert any(b.rows_in and b.finished_at > back for b in totals.batches), "the stream was done before"
     valid, broken = _expected(settings, n)
     assert broken
     _check_outcome(settings, valid, broken, "kafka restart while the stream dead-letters")
