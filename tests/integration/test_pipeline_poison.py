@@ -209,3 +209,98 @@ def test_a_row_the_sink_cannot_bind_is_dead_lettered_not_retried_forever(
     assert "latitude" in headers["dlq.detail"]
     assert headers["dlq.source.offset"] == str(source.offset)
     assert (totals.rows_in, totals.stored, totals.dead_lettered) == (4, 3, 1)
+
+
+def test_more_poison_in_one_stream_run_each_dead_lettered_with_its_reason(
+    stack_settings, unique_names, tmp_path, spark
+):
+    """Text and structure the contract cannot take, mixed into valid traffic, in one stream run:
+    U+0000 (a valid JSON escape: stored as sent), unpaired surrogate escapes, bytes that are not
+    UTF-8, JSON that is not an object, nesting deeper than the JSON reader allows, null keys, and
+    one user sent twice with different content (one row, the later content)."""
+    settings = isolated(stack_settings, unique_names, tmp_path)
+    migrate(settings)
+    ensure_topics(settings)
+
+    def lone(message: dict[str, Any], escape: bytes) -> bytes:
+        message["user"]["location"]["city"] = "@@city@@"
+        return encode_message(message).replace(b"@@city@@", escape)
+
+    deep = 5000  # the JSON reader refuses more than 1000 levels (Jackson StreamReadConstraints)
+    poison: dict[str, tuple[bytes, str]] = {
+        "lone_high_surrogate": (lone(_message(settings, 200), b"M\\ud800nchen"), "invalid_unicode"),
+        "lone_low_surrogate": (lone(_message(settings, 201), b"\\udfff"), "invalid_unicode"),
+        "latin1_bytes": (encode_message(_message(settings, 202)).replace(b"@", b"\xe9@"), "not_utf8"),
+        "truncated_utf8": (b'{"schema_version": 1, "id": "\xe2\x82"}', "not_utf8"),
+        "array": (b"[1, 2, 3]", "malformed_json"),
+        "number": (b"42", "malformed_json"),
+        "string": (b'"a user"', "malformed_json"),
+        "null": (b"null", "malformed_json"),
+        "deep_nesting": (b'{"user": ' + b"[" * deep + b"]" * deep + b"}", "malformed_json"),
+    }
+    valid = [_message(settings, i) for i in range(20)]
+    nul = _message(settings, 30)
+    nul["user"]["name"]["first"] = "Ada\x00Lovelace"  # json.dumps writes the escape \u0000
+    pair = _message(settings, 31)
+    pair["user"]["location"]["city"] = "smile \U0001f600"
+    twice_first = _message(settings, 32)
+    twice_second = _message(settings, 32)
+    twice_second["user"]["email"] = "second.copy@example.com"
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options(), acks="all"
+    )
+    for index, message in enumerate(valid[:10]):
+        producer.send(
+            settings.kafka_topic,
+            key=message["id"].encode(),
+            value=encode_message(message),
+            partition=index % 2,
+        )
+    sources = {}
+    for name, (value, _) in poison.items():
+        key = None if name == "array" else f"poison-{name}".encode()  # one poison record without a key
+        sources[name] = producer.send(settings.kafka_topic, key=key, value=value, partition=0).get(30)
+    for message in (nul, pair, twice_first, twice_second):  # in order, one partition
+        producer.send(settings.kafka_topic, key=None, value=encode_message(message), partition=1).get(30)
+    for index, message in enumerate(valid[10:]):
+        producer.send(
+            settings.kafka_topic,
+            key=message["id"].encode(),
+            value=encode_message(message),
+            partition=index % 2,
+        )
+    producer.flush()
+    producer.close()
+
+    targets = topic_end_offsets(settings)
+    totals = run_stream(settings, spark=spark, stop_when=lambda q: caught_up(q, targets), max_seconds=300)
+
+    stored_ids = {uuid.UUID(m["id"]) for m in [*valid, nul, pair, twice_first]}
+    ids = table_ids(settings)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == stored_ids
+    letters = dead_letter_reasons(settings)
+    expected_keys = {"" if name == "array" else f"poison-{name}" for name in poison}
+    assert set(letters) == expected_keys
+    for name, (_, reason) in poison.items():
+        headers = letters["" if name == "array" else f"poison-{name}"]
+        assert headers["dlq.reason"] == reason, (name, headers)
+        assert headers["dlq.source.offset"] == str(sources[name].offset)
+    sent = len(valid) + len(poison) + 4
+    print(
+        f"\npoison run: in {totals.rows_in}, stored {totals.stored} (writes; {len(set(ids))} rows), "
+        f"dead-lettered {totals.dead_lettered}"
+    )
+    assert (totals.rows_in, totals.stored, totals.dead_lettered) == (sent, sent - len(poison), len(poison))
+
+    from userstream.storage.client import CassandraConfig, connect
+
+    config = CassandraConfig.from_settings(settings)
+    cluster, session = connect(config)
+    try:
+        read = f"SELECT first_name, city, email FROM {config.keyspace}.{config.table} WHERE id = %s"
+        assert session.execute(read, (uuid.UUID(nul["id"]),)).one().first_name == "Ada\x00Lovelace"
+        assert session.execute(read, (uuid.UUID(pair["id"]),)).one().city == "smile \U0001f600"
+        assert session.execute(read, (uuid.UUID(twice_first["id"]),)).one().email == "second.copy@example.com"
+    finally:
+        cluster.shutdown()

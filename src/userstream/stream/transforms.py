@@ -12,6 +12,8 @@ Validation gives every record at most one reason, checked in this order:
 ``oversized``               value longer than ``stream_max_record_bytes``
 ``not_utf8``                value is not valid UTF-8
 ``malformed_json``          not a JSON object (truncated, garbage, an array, ...)
+``invalid_unicode``         a ``\\uD800``-``\\uDFFF`` escape that is not half of a surrogate pair:
+                            it names no character, so no UTF-8 text can hold it as sent
 ``wrong_type``              a field's JSON type differs from the contract (e.g. age "ten")
 ``unsupported_version``     ``schema_version`` is not the contract's version
 ``missing_field``           a required field is absent, null or blank (detail: which)
@@ -67,12 +69,20 @@ REASON = "dlq_reason"
 DETAIL = "dlq_detail"
 KAFKA_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
 INT32 = (-(2**31), 2**31 - 1)
+# a high-surrogate escape not followed by a low one, or a low one not preceded by a high one (Java
+# regex syntax: Spark's rlike); "\\\\ud800" (an escaped backslash, then text) is not an escape at
+# all and is told apart by the backslash before it
+LONE_SURROGATE_ESCAPE = (
+    r"(?i)(?<!\\)\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})"
+    r"|(?<!\\ud[89ab][0-9a-f]{2})(?<!\\)\\ud[c-f][0-9a-f]{2}"
+)
 
 REASONS = (
     "empty",
     "oversized",
     "not_utf8",
     "malformed_json",
+    "invalid_unicode",
     "wrong_type",
     "unsupported_version",
     "missing_field",
@@ -203,6 +213,11 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
         ),
         ("not_utf8", ~F.col("_utf8"), F.lit("value is not valid UTF-8")),
         ("malformed_json", ~is_object, F.lit("value is not a JSON object")),
+        (
+            "invalid_unicode",
+            text.rlike(LONE_SURROGATE_ESCAPE),
+            F.lit("an escape of an unpaired UTF-16 surrogate (\\uD800-\\uDFFF)"),
+        ),
         (
             "wrong_type",
             field(CORRUPT_COLUMN).isNotNull(),

@@ -321,3 +321,17 @@ def test_every_keyword_of_the_message_schema_is_enforced() -> None:
     walk(contract.message_schema())
     assert found <= contract.ENFORCED_KEYWORDS | contract.ANNOTATION_KEYWORDS, found
     assert contract.message_schema()["$comment"].startswith("Enforced by the stream")
+
+
+def test_an_escaped_lone_surrogate_is_rejected_and_a_pair_is_not(spark) -> None:
+    def with_city(escape: str) -> bytes:
+        return encode(envelope(user(80, location__city="@@"))).replace(b"@@", escape.encode())
+
+    values = [
+        with_city("M\\ud800nchen"),  # a high surrogate alone
+        with_city("M\\uDC00nchen"),  # a low surrogate alone
+        with_city("smile \\ud83d\\ude00"),  # a pair: one character (U+1F600)
+        with_city("a backslash \\\\ud800"),  # an escaped backslash, then text
+    ]
+    got = reasons(spark, values)
+    assert [reason for reason, _ in got] == ["invalid_unicode", "invalid_unicode", None, None]
