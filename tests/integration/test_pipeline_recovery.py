@@ -41,6 +41,10 @@ def test_a_crash_between_staging_and_publishing_is_repaired(stack_settings, uniq
     assert repaired.repaired == n
     assert repaired.published == n
     assert sum(topic_end_offsets(settings).values()) == n
+    # once: a third run finds nothing staged and unpublished, and sends nothing
+    third = ingest(settings, source=source, records=n, batch_size=100)
+    assert (third.staged_new, third.repaired, third.published, third.publish_failed) == (0, 0, 0, 0)
+    assert sum(topic_end_offsets(settings).values()) == n
 
     targets = topic_end_offsets(settings)
     run_stream(settings, spark=spark, stop_when=lambda q: caught_up(q, targets), max_seconds=300)
