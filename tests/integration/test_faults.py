@@ -161,7 +161,7 @@ def test_kafka_restarted_while_the_stream_writes_dead_letters(
 
 
 def test_the_stream_killed_three_times_at_random_points_loses_nothing(stack_settings, unique_names, tmp_path):
-    n = 3000
+    n = 2000
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     settings = isolated(
