@@ -116,29 +116,6 @@ def test_empty_table_is_stale() -> None:
     assert "no rows" in message
 
 
-@pytest.mark.parametrize(
-    ("state", "verdict"),
-    [
-        ("RUNNING", True),
-        ("FAILED", False),
-        ("SUBMISSION_FAILED", False),
-        # transitions: the operator resubmits (restartPolicy Always); a waiter keeps waiting
-        ("FAILING", None),
-        ("INVALIDATING", None),
-        ("PENDING_RERUN", None),
-        ("SUBMITTED", None),
-        ("SUCCEEDING", None),
-        ("COMPLETED", None),
-        ("UNKNOWN", None),
-        (None, None),
-    ],
-)
-def test_only_final_failures_stop_a_wait_for_the_stream(state: str | None, verdict: bool | None) -> None:
-    from userstream_dags.spark import wait_verdict
-
-    assert wait_verdict(_app(state)) is verdict
-
-
 def test_names_derive_from_the_chart_release(monkeypatch: pytest.MonkeyPatch) -> None:
     """The chart names its objects after userstream.fullname: the release when it contains
     "userstream", else <release>-userstream."""
