@@ -399,15 +399,6 @@ class LocalCluster:
         except Exception:  # the API server is down: the process table says so
             return []
 
-    def host_snapshot(self) -> dict[str, object]:
-        """What the host looks like in every respect ``up`` may change (see host.snapshot)."""
-        return host.snapshot(
-            markers=[str(self.layout.state_dir)],
-            mount_roots=[self.layout.state_dir, Path("/run"), Path("/var"), Path("/sys/fs/cgroup")],
-            paths=[*OUTSIDE_PATHS, host.RUN_NETNS, host.CNI_RESULTS],
-            sysctls=layout.KUBELET_GLOBAL_SYSCTLS,
-        )
-
     # --- down ------------------------------------------------------------------------------------
     def down(self, *, purge: bool = False) -> dict[str, str]:
         """Stop everything, undo every host change; ``purge`` also deletes the state folder."""
