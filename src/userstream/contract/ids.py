@@ -51,10 +51,6 @@ def natural_key(document: Any) -> str:
     return f"document-sha256:{digest}"
 
 
-def record_id_for_key(key: str) -> uuid.UUID:
-    return uuid.uuid5(USERSTREAM_NAMESPACE, key)
-
-
 def record_id(document: Any) -> uuid.UUID:
     """The UUIDv5 of a raw user document."""
-    return record_id_for_key(natural_key(document))
+    return uuid.uuid5(USERSTREAM_NAMESPACE, natural_key(document))
