@@ -10,9 +10,9 @@ Ids are derived from each user's identity, so a retry or a re-run never duplicat
 **Params**: `source` (`synthetic` or `randomuser`), `records` (how many users) and `seed` (which
 users; default: the run's id, so a retry of a run fetches the same users).
 
-**Configuration**: `USERSTREAM_DAG_*` environment variables of the Airflow components
-(see `dags/userstream_dags/config.py`); the pod itself reads the `userstream-settings` ConfigMap
-and the Kafka and PostgreSQL Secrets.
+**Configuration**: the `USERSTREAM_DAG_*` settings of the Airflow components
+(docs/configuration.md); the pod itself reads the `userstream-settings` ConfigMap and the Kafka
+and PostgreSQL Secrets.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import pendulum
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import Param, dag
 
+from userstream.settings import load_settings
 from userstream_dags import pods
-from userstream_dags.config import DagConfig
 
-CONFIG = DagConfig.from_env()
+SETTINGS = load_settings()
 
 
 @dag(
@@ -74,12 +74,12 @@ def users_ingest() -> None:
             "--seed",
             "{{ params.get('seed') if params.get('seed') is not none else run_id }}",
         ],
-        env_vars=pods.ingest_env(CONFIG),
-        volumes=pods.ingest_volumes(CONFIG),
-        volume_mounts=pods.ingest_mounts(CONFIG),
-        container_resources=pods.ingest_resources(CONFIG),
-        active_deadline_seconds=CONFIG.ingest_deadline_seconds,
-        **pods.common_operator_kwargs(CONFIG, component="userstream-ingest"),
+        env_vars=pods.ingest_env(SETTINGS),
+        volumes=pods.ingest_volumes(SETTINGS),
+        volume_mounts=pods.ingest_mounts(SETTINGS),
+        container_resources=pods.ingest_resources(SETTINGS),
+        active_deadline_seconds=SETTINGS.dag_ingest_deadline_seconds,
+        **pods.common_operator_kwargs(SETTINGS, component="userstream-ingest"),
     )
 
 

@@ -21,11 +21,12 @@ import pendulum
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import dag, task
 
+from userstream.settings import load_settings
 from userstream_dags import pods
-from userstream_dags.config import DagConfig
+from userstream_dags.config import chart_objects
 from userstream_dags.spark import SPARK_GROUP, SPARK_PLURAL, SPARK_VERSION, describe_state
 
-CONFIG = DagConfig.from_env()
+SETTINGS = load_settings()
 
 
 @dag(
@@ -53,9 +54,9 @@ def users_stream_health() -> None:
         from kubernetes import client, config
         from kubernetes.client.exceptions import ApiException
 
-        if CONFIG.in_cluster is False:
+        if SETTINGS.dag_in_cluster is False:
             config.load_kube_config()
-        elif CONFIG.in_cluster:
+        elif SETTINGS.dag_in_cluster:
             config.load_incluster_config()
         else:
             try:
@@ -63,7 +64,7 @@ def users_stream_health() -> None:
             except config.ConfigException:
                 config.load_kube_config()
         api = client.CustomObjectsApi()
-        name, namespace = CONFIG.spark_application, CONFIG.namespace
+        name, namespace = chart_objects(SETTINGS).spark_application, SETTINGS.dag_namespace
         try:
             app = api.get_namespaced_custom_object(SPARK_GROUP, SPARK_VERSION, namespace, SPARK_PLURAL, name)
         except ApiException as exc:
@@ -80,13 +81,13 @@ def users_stream_health() -> None:
         task_id="rows_are_fresh",
         name="userstream-freshness",
         cmds=["python", "/opt/userstream/checks/freshness.py"],
-        arguments=["--max-age-minutes", str(CONFIG.freshness_max_age_minutes)],
-        env_vars=pods.freshness_env(CONFIG),
+        arguments=["--max-age-minutes", str(SETTINGS.dag_freshness_max_age_minutes)],
+        env_vars=pods.freshness_env(SETTINGS),
         volumes=[pods.tmp_volume()],
         volume_mounts=[pods.tmp_mount()],
         container_resources=pods.check_resources(),
         active_deadline_seconds=300,
-        **pods.common_operator_kwargs(CONFIG, component="userstream-freshness"),
+        **pods.common_operator_kwargs(SETTINGS, component="userstream-freshness"),
     )
 
     spark_application_running() >> rows_are_fresh

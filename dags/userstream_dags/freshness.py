@@ -60,7 +60,8 @@ def newest_processed_at(timeout_s: float) -> tuple[datetime | None, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fail when the stream has written no recent rows.")
-    parser.add_argument("--max-age-minutes", type=int, default=30)
+    # the DAG passes USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES (the pod has no USERSTREAM_DAG_* settings)
+    parser.add_argument("--max-age-minutes", type=int, required=True)
     parser.add_argument("--timeout-seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
     try:

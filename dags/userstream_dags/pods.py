@@ -1,4 +1,4 @@
-"""The pieces of the pods the DAGs launch, built from :class:`DagConfig`.
+"""The pieces of the pods the DAGs launch, built from the settings' ``dag_*`` fields.
 
 Secrets are referenced by name and key (``secretKeyRef`` and a Secret volume); their values never
 pass through Airflow.
@@ -6,13 +6,21 @@ pass through Airflow.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from kubernetes.client import models as k8s
 
-from userstream_dags.config import DagConfig
+from userstream.settings import Settings
+from userstream_dags.config import chart_objects
 
 KAFKA_CA_VOLUME = "kafka-ca"
+# Where the pods find the Kafka CA. The source is the chart: its settings ConfigMap, which the pods
+# load, names this file as USERSTREAM_KAFKA_SSL_CAFILE (userstream.kafkaCaDir in
+# charts/userstream/templates/_helpers.tpl, the CA Secret's key mounted as ca.crt), so the pods
+# mount the CA here and set nothing; tests/chart (test_dag_config_derives_the_names_the_chart_renders)
+# keeps the two equal.
+KAFKA_CA_FILE = PurePosixPath("/etc/userstream/kafka-ca/ca.crt")
 TMP_VOLUME = "tmp"
 
 
@@ -24,12 +32,12 @@ def labels(component: str) -> dict[str, str]:
     }
 
 
-def pod_security_context(config: DagConfig) -> k8s.V1PodSecurityContext:
+def pod_security_context(settings: Settings) -> k8s.V1PodSecurityContext:
     return k8s.V1PodSecurityContext(
         run_as_non_root=True,
-        run_as_user=config.run_as_user,
-        run_as_group=config.run_as_user,
-        fs_group=config.run_as_user,
+        run_as_user=settings.dag_run_as_user,
+        run_as_group=settings.dag_run_as_user,
+        fs_group=settings.dag_run_as_user,
         seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
     )
 
@@ -43,15 +51,11 @@ def container_security_context() -> k8s.V1SecurityContext:
     )
 
 
-def ingest_resources(config: DagConfig) -> k8s.V1ResourceRequirements:
+def ingest_resources(settings: Settings) -> k8s.V1ResourceRequirements:
     return k8s.V1ResourceRequirements(
-        requests={"cpu": config.ingest_cpu_request, "memory": config.ingest_memory_request},
-        limits={"cpu": config.ingest_cpu_limit, "memory": config.ingest_memory_limit},
+        requests={"cpu": settings.dag_ingest_cpu_request, "memory": settings.dag_ingest_memory_request},
+        limits={"cpu": settings.dag_ingest_cpu_limit, "memory": settings.dag_ingest_memory_limit},
     )
-
-
-def settings_env_from(config: DagConfig) -> list[k8s.V1EnvFromSource]:
-    return [k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=config.settings_configmap))]
 
 
 def _secret_env(name: str, secret: str, key: str) -> k8s.V1EnvVar:
@@ -61,54 +65,52 @@ def _secret_env(name: str, secret: str, key: str) -> k8s.V1EnvVar:
     )
 
 
-def ingest_env(config: DagConfig) -> list[k8s.V1EnvVar]:
-    """Environment of the ingestion pod on top of the settings ConfigMap."""
-    if config.kafka_username_key:  # a platform's Kafka (the chart's external mode)
-        username = _secret_env(
-            "USERSTREAM_KAFKA_USERNAME", config.kafka_user_secret, config.kafka_username_key
-        )
+def ingest_env(settings: Settings) -> list[k8s.V1EnvVar]:
+    """Environment of the ingestion pod on top of the settings ConfigMap (which says where the
+    Kafka CA is, :data:`KAFKA_CA_FILE`)."""
+    secret = chart_objects(settings).kafka_user_secret
+    if settings.dag_kafka_username_key:  # a platform's Kafka (the chart's external mode)
+        username = _secret_env("USERSTREAM_KAFKA_USERNAME", secret, settings.dag_kafka_username_key)
     else:  # a Strimzi KafkaUser: its name is the user name
-        username = k8s.V1EnvVar(name="USERSTREAM_KAFKA_USERNAME", value=config.kafka_username)
-    env = [
-        username,
-        _secret_env("USERSTREAM_KAFKA_PASSWORD", config.kafka_user_secret, config.kafka_password_key),
-    ]
-    if config.kafka_tls:
-        env.append(k8s.V1EnvVar(name="USERSTREAM_KAFKA_SSL_CAFILE", value=config.kafka_ca_file))
-    env.append(_secret_env("USERSTREAM_POSTGRES_DSN", config.postgres_secret, config.postgres_dsn_key))
-    return env
-
-
-def ingest_volumes(config: DagConfig) -> list[k8s.V1Volume]:
-    """Volumes of the ingestion pod: /tmp, and the Kafka cluster CA with a TLS listener."""
-    return ([kafka_ca_volume(config)] if config.kafka_tls else []) + [tmp_volume()]
-
-
-def ingest_mounts(config: DagConfig) -> list[k8s.V1VolumeMount]:
-    return ([kafka_ca_mount(config)] if config.kafka_tls else []) + [tmp_mount()]
-
-
-def freshness_env(config: DagConfig) -> list[k8s.V1EnvVar]:
-    """Environment of the freshness check: Cassandra credentials on top of the settings ConfigMap."""
+        username = k8s.V1EnvVar(name="USERSTREAM_KAFKA_USERNAME", value=secret)
     return [
-        _secret_env("USERSTREAM_CASSANDRA_USERNAME", config.cassandra_secret, config.cassandra_username_key),
-        _secret_env("USERSTREAM_CASSANDRA_PASSWORD", config.cassandra_secret, config.cassandra_password_key),
+        username,
+        _secret_env("USERSTREAM_KAFKA_PASSWORD", secret, settings.dag_kafka_password_key),
+        _secret_env(
+            "USERSTREAM_POSTGRES_DSN", chart_objects(settings).postgres_secret, settings.dag_postgres_dsn_key
+        ),
     ]
 
 
-def kafka_ca_volume(config: DagConfig) -> k8s.V1Volume:
+def ingest_volumes(settings: Settings) -> list[k8s.V1Volume]:
+    """Volumes of the ingestion pod: /tmp, and the Kafka CA with a TLS listener."""
+    return ([kafka_ca_volume(settings)] if settings.dag_kafka_tls else []) + [tmp_volume()]
+
+
+def ingest_mounts(settings: Settings) -> list[k8s.V1VolumeMount]:
+    ca = k8s.V1VolumeMount(name=KAFKA_CA_VOLUME, mount_path=str(KAFKA_CA_FILE.parent), read_only=True)
+    return ([ca] if settings.dag_kafka_tls else []) + [tmp_mount()]
+
+
+def freshness_env(settings: Settings) -> list[k8s.V1EnvVar]:
+    """Environment of the freshness check: Cassandra credentials on top of the settings ConfigMap."""
+    secret = chart_objects(settings).cassandra_secret
+    return [
+        _secret_env("USERSTREAM_CASSANDRA_USERNAME", secret, settings.dag_cassandra_username_key),
+        _secret_env("USERSTREAM_CASSANDRA_PASSWORD", secret, settings.dag_cassandra_password_key),
+    ]
+
+
+def kafka_ca_volume(settings: Settings) -> k8s.V1Volume:
+    """The CA Secret's key as the file the settings ConfigMap names, whatever the key's name."""
     return k8s.V1Volume(
         name=KAFKA_CA_VOLUME,
         secret=k8s.V1SecretVolumeSource(
-            secret_name=config.kafka_ca_secret,
-            items=[k8s.V1KeyToPath(key=config.kafka_ca_key, path=config.kafka_ca_key)],
+            secret_name=chart_objects(settings).kafka_ca_secret,
+            items=[k8s.V1KeyToPath(key=settings.dag_kafka_ca_key, path=KAFKA_CA_FILE.name)],
             default_mode=0o444,
         ),
     )
-
-
-def kafka_ca_mount(config: DagConfig) -> k8s.V1VolumeMount:
-    return k8s.V1VolumeMount(name=KAFKA_CA_VOLUME, mount_path=config.kafka_ca_dir, read_only=True)
 
 
 def tmp_volume() -> k8s.V1Volume:
@@ -119,19 +121,23 @@ def tmp_mount() -> k8s.V1VolumeMount:
     return k8s.V1VolumeMount(name=TMP_VOLUME, mount_path="/tmp")  # noqa: S108 - an emptyDir
 
 
-def common_operator_kwargs(config: DagConfig, component: str) -> dict[str, Any]:
+def common_operator_kwargs(settings: Settings, component: str) -> dict[str, Any]:
     """KubernetesPodOperator arguments every userstream pod shares."""
+    objects = chart_objects(settings)
     return {
-        "namespace": config.namespace,
-        "image": config.ingest_image,
-        "image_pull_policy": config.image_pull_policy,
-        "service_account_name": config.service_account,
+        "namespace": settings.dag_namespace,
+        "image": settings.dag_ingest_image,
+        "image_pull_policy": settings.dag_image_pull_policy,
+        "service_account_name": objects.service_account,
         "automount_service_account_token": False,
-        "in_cluster": config.in_cluster,
-        "kubernetes_conn_id": config.kubernetes_conn_id,
+        "in_cluster": settings.dag_in_cluster,
+        "kubernetes_conn_id": settings.dag_kubernetes_conn_id,
         "labels": labels(component),
-        "env_from": settings_env_from(config),
-        "security_context": pod_security_context(config),
+        # the non-secret USERSTREAM_* settings of the pods
+        "env_from": [
+            k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=objects.settings_configmap))
+        ],
+        "security_context": pod_security_context(settings),
         "container_security_context": container_security_context(),
         "get_logs": True,
         "on_finish_action": "delete_succeeded_pod",

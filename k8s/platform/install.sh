@@ -189,11 +189,14 @@ install_airflow() {
   kubectl_ -n "$AIRFLOW_NAMESPACE" delete job airflow-run-airflow-migrations airflow-create-user \
     --ignore-not-found --wait=true
   # The DAGs launch the ingestion pods with the image of the same build (USERSTREAM_DAG_INGEST_IMAGE)
+  # in the namespace of charts/userstream (USERSTREAM_DAG_NAMESPACE)
   local image_values="$WORK/airflow-image.values.yaml"
   cat >"$image_values" <<EOF
 extraEnv: |
   - name: USERSTREAM_DAG_INGEST_IMAGE
     value: "${INGEST_IMAGE_REPOSITORY}:${IMAGE_TAG}"
+  - name: USERSTREAM_DAG_NAMESPACE
+    value: "${NAMESPACE}"
 EOF
   release airflow "$AIRFLOW_NAMESPACE" airflow "${AIRFLOW_CHART_VERSION}" airflow.values.yaml \
     --repo https://airflow.apache.org --values "$image_values" \

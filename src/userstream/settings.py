@@ -7,6 +7,10 @@ environment for configuration.
 
 The defaults describe the embedded local stack (``userstream local up``) on this machine, so a
 newcomer needs no configuration at all. In a cluster the chart's ConfigMap and Secrets set them.
+The ``dag_*`` settings (``USERSTREAM_DAG_*``) are the Airflow components' share: where the DAGs
+find the chart's objects. Every setting has a valid default, so the Airflow components, which set
+only those, load the same object (a DAG file parses without the pods' settings), and the pods,
+which never see them, load it too.
 
 A wrong or missing value fails at start-up with :class:`SettingsError`, whose message names the
 environment variable to fix.
@@ -24,6 +28,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from userstream import __version__
 
 ENV_PREFIX = "USERSTREAM_"
 
@@ -221,6 +227,89 @@ class Settings(BaseSettings):
         "(set it in an image that bakes the jars in).",
     )
 
+    # --- Airflow DAGs (dags/userstream_dags) -------------------------------------------------
+    # Read by the Airflow components. The defaults are what charts/userstream deploys: its values
+    # (image, uid, Secret keys) are the source, and tests/chart (test_dag_defaults_are_the_charts)
+    # holds these to them, as Helm cannot read Python. Unset object names are the chart's names for
+    # USERSTREAM_DAG_RELEASE (dags/userstream_dags/config.py).
+    dag_namespace: str = Field(
+        "userstream", min_length=1, description="Namespace of the userstream chart: where the DAGs run pods."
+    )
+    dag_release: str = Field(
+        "userstream",
+        min_length=1,
+        description="Release name of charts/userstream; the unset object names below are the chart's for it "
+        "(<fullname>: the release if it contains 'userstream', else <release>-userstream).",
+    )
+    dag_ingest_image: str = Field(
+        f"userstream-ingest:{__version__}",
+        min_length=1,
+        description="Image of the DAGs' pods (the chart's image.ingest).",
+    )
+    dag_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Pull policy of the DAGs' pods."
+    )
+    dag_service_account: str | None = Field(
+        None, description="ServiceAccount of the DAGs' pods (default <fullname>-ingest)."
+    )
+    dag_in_cluster: bool | None = Field(
+        None,
+        description="true: the Kubernetes API of the cluster Airflow runs in; false: a kubeconfig; "
+        "unset or auto: the provider decides.",
+    )
+    dag_kubernetes_conn_id: str = Field(
+        "kubernetes_default", description="Airflow connection of the KubernetesPodOperator."
+    )
+    dag_settings_configmap: str | None = Field(
+        None, description="ConfigMap of the pods' USERSTREAM_* settings (default <fullname>-settings)."
+    )
+    dag_kafka_user_secret: str | None = Field(
+        None,
+        description="Secret of the ingestion's Kafka user (default <fullname>-ingest, the Strimzi KafkaUser, "
+        "whose name is the user name; external mode: kafka.external.users.ingest.secretName).",
+    )
+    dag_kafka_username_key: str | None = Field(
+        None, description="Key of the Kafka user name in that Secret (unset: the Secret's name is the user)."
+    )
+    dag_kafka_password_key: str = Field("password", description="Key of the Kafka password in that Secret.")
+    dag_kafka_tls: bool = Field(
+        True,
+        description="Mount the Kafka CA (the chart's kafka.listener.tls); false for SASL_PLAINTEXT, or "
+        "SASL_SSL without a CA Secret.",
+    )
+    dag_kafka_ca_secret: str | None = Field(
+        None, description="Secret of the Kafka CA (default <fullname>-kafka-cluster-ca-cert, Strimzi's)."
+    )
+    dag_kafka_ca_key: str = Field("ca.crt", description="Key of the CA certificate in that Secret.")
+    dag_postgres_secret: str | None = Field(
+        None,
+        description="Secret of the staging database's DSN (default <fullname>-staging-app, CloudNativePG's).",
+    )
+    dag_postgres_dsn_key: str = Field("uri", description="Key of the DSN in that Secret.")
+    dag_cassandra_secret: str | None = Field(
+        None,
+        description="Secret of the read-only Cassandra role the freshness check uses "
+        "(default <fullname>-cassandra-reader).",
+    )
+    dag_cassandra_username_key: str = Field("username", description="Key of the role name in that Secret.")
+    dag_cassandra_password_key: str = Field("password", description="Key of the password in that Secret.")
+    dag_spark_application: str | None = Field(
+        None, description="SparkApplication of the stream (default <fullname>-stream)."
+    )
+    dag_freshness_max_age_minutes: int = Field(
+        30, ge=1, description="Rows older than this mean the stream is stale (users_stream_health)."
+    )
+    dag_ingest_cpu_request: str = Field("250m", description="CPU request of the ingestion pod.")
+    dag_ingest_memory_request: str = Field("256Mi", description="Memory request of the ingestion pod.")
+    dag_ingest_cpu_limit: str = Field("1", description="CPU limit of the ingestion pod.")
+    dag_ingest_memory_limit: str = Field("768Mi", description="Memory limit of the ingestion pod.")
+    dag_ingest_deadline_seconds: int = Field(
+        3600, ge=1, description="Kubernetes stops an ingestion pod running longer than this."
+    )
+    dag_run_as_user: int = Field(
+        10001, ge=1, description="uid (and gid) the DAGs' pods run as: the ingest image's user."
+    )
+
     @field_validator(
         "kafka_bootstrap_servers",
         "cassandra_contact_points",
@@ -240,6 +329,13 @@ class Settings(BaseSettings):
             host, sep, port = server.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("dag_in_cluster", mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in {"", "auto", "none"}:
+            return None
         return value
 
     @field_validator("local_external_address")
@@ -418,7 +514,6 @@ OTHER_VARIABLES = frozenset(
         "USERSTREAM_KEEP_STACK",  # tests/integration: keep the local stack after the tests
     }
 )
-OTHER_PREFIXES = ("USERSTREAM_DAG_",)  # dags/userstream_dags/config.py (DagConfig checks its own)
 
 
 # Kubernetes gives every container variables for each Service of its namespace ("service links",
@@ -448,7 +543,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in known or name in OTHER_VARIABLES:
             continue
-        if name.startswith(OTHER_PREFIXES) or is_service_link(name, environ[name]):
+        if is_service_link(name, environ[name]):
             continue
         close = difflib.get_close_matches(name, sorted(known | OTHER_VARIABLES), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else " (docs/configuration.md lists the settings)"

@@ -573,40 +573,83 @@ def test_dags_read_cassandra_with_the_reader_role_the_chart_creates() -> None:
     import sys
 
     sys.path.insert(0, str(CHART.parents[1] / "dags"))
-    from userstream_dags.config import DagConfig
+    from userstream.settings import load_settings
+    from userstream_dags.config import chart_objects
 
     secrets = {
         d["metadata"]["name"]
         for d in render_chart(show_only=["templates/cassandra/role-secrets.yaml"])
         if d["kind"] == "Secret"
     }
-    assert DagConfig().cassandra_secret in secrets
-    assert DagConfig().cassandra_secret.endswith("-reader")
+    reader = chart_objects(load_settings()).cassandra_secret
+    assert reader in secrets
+    assert reader.endswith("-reader")
 
 
 @pytest.mark.parametrize("release", ["userstream", "etl", "userstream-b"])
 def test_dag_config_derives_the_names_the_chart_renders(release: str) -> None:
     """USERSTREAM_DAG_RELEASE gives the DAGs the names of a chart installed under any release name,
-    and the CA mount the DAGs use is where the chart's settings say it is."""
+    and the DAGs mount the Kafka CA where the chart's settings say it is."""
     import sys
 
     import yaml
     from chart_helpers import run_helm
 
     sys.path.insert(0, str(CHART.parents[1] / "dags"))
-    from userstream_dags.config import DagConfig
+    from userstream.settings import load_settings
+    from userstream_dags import pods
+    from userstream_dags.config import chart_objects
 
     docs = [d for d in yaml.safe_load_all(run_helm("template", release, str(CHART), "-n", "userstream")) if d]
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
-    config = DagConfig.from_env({"USERSTREAM_DAG_RELEASE": release})
-    assert ("ServiceAccount", config.service_account) in names
-    assert ("ConfigMap", config.settings_configmap) in names
-    assert ("KafkaUser", config.kafka_user_secret) in names
-    assert ("Secret", config.cassandra_secret) in names
-    assert ("SparkApplication", config.spark_application) in names
-    assert ("Cluster", config.postgres_secret.removesuffix("-app")) in names
-    assert ("Kafka", config.kafka_ca_secret.removesuffix("-cluster-ca-cert")) in names
+    objects = chart_objects(load_settings(dag_release=release))
+    assert ("ServiceAccount", objects.service_account) in names
+    assert ("ConfigMap", objects.settings_configmap) in names
+    assert ("KafkaUser", objects.kafka_user_secret) in names
+    assert ("Secret", objects.cassandra_secret) in names
+    assert ("SparkApplication", objects.spark_application) in names
+    assert ("Cluster", objects.postgres_secret.removesuffix("-app")) in names
+    assert ("Kafka", objects.kafka_ca_secret.removesuffix("-cluster-ca-cert")) in names
     settings = next(
-        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == config.settings_configmap
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == objects.settings_configmap
     )
-    assert settings["data"]["USERSTREAM_KAFKA_SSL_CAFILE"] == config.kafka_ca_file
+    assert settings["data"]["USERSTREAM_KAFKA_SSL_CAFILE"] == str(pods.KAFKA_CA_FILE)
+
+
+def test_dag_defaults_are_the_charts() -> None:
+    """The DAGs' settings default to what the chart deploys. charts/userstream/values.yaml (and the
+    ingest image's Dockerfile for the uid, skaffold.yaml for the release) is the source: Helm cannot
+    read Python, so the equal defaults of src/userstream/settings.py are held to it here."""
+    import yaml
+
+    from userstream.settings import Settings
+
+    dag = Settings()
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    ingest = values["image"]["ingest"]
+    assert dag.dag_ingest_image == f"{ingest['repository']}:{ingest['tag']}"
+    assert dag.dag_image_pull_policy == ingest["pullPolicy"]
+    uid = dag.dag_run_as_user
+    assert values["podSecurityContext"] == {"runAsUser": uid, "runAsGroup": uid, "fsGroup": uid}
+    dockerfile = (CHART.parents[1] / "images" / "ingest" / "Dockerfile").read_text(encoding="utf-8")
+    assert f"\nUSER {uid}:{uid}\n" in dockerfile
+    # the Secret keys: the external mode's defaults are the operators' keys (Strimzi's KafkaUser and
+    # cluster CA Secrets, CloudNativePG's app Secret) and the chart's reader Secret's
+    kafka, cassandra = values["kafka"]["external"], values["cassandra"]["external"]
+    assert kafka["users"]["ingest"]["passwordKey"] == dag.dag_kafka_password_key
+    assert kafka["caSecret"]["key"] == dag.dag_kafka_ca_key
+    assert values["postgres"]["external"]["dsnSecret"]["key"] == dag.dag_postgres_dsn_key
+    reader = cassandra["readerSecret"]
+    assert (reader["usernameKey"], reader["passwordKey"]) == (
+        dag.dag_cassandra_username_key,
+        dag.dag_cassandra_password_key,
+    )
+    (secret,) = [
+        d
+        for d in render_chart(show_only=["templates/cassandra/role-secrets.yaml"])
+        if d["metadata"]["name"].endswith("-reader")
+    ]
+    assert set(secret["data"]) == {dag.dag_cassandra_username_key, dag.dag_cassandra_password_key}
+    skaffold = yaml.safe_load((CHART.parents[1] / "skaffold.yaml").read_text(encoding="utf-8"))
+    release = next(r for r in skaffold["deploy"]["helm"]["releases"] if r["chartPath"] == "charts/userstream")
+    assert (release["name"], release["namespace"]) == (dag.dag_release, dag.dag_namespace)

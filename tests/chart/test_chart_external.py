@@ -394,18 +394,16 @@ def test_dag_config_names_the_external_secrets_the_profile_allows() -> None:
     """With the variables the NOTES print, the DAGs' pods read exactly the Secrets the profile names,
     and the chart's admission policy lets them."""
     sys.path.insert(0, str(CHART.parents[1] / "dags"))
+    from userstream.settings import load_settings
     from userstream_dags import pods
-    from userstream_dags.config import DagConfig
 
-    config = DagConfig.from_env(
-        {
-            "USERSTREAM_DAG_KAFKA_USER_SECRET": "userstream-kafka-ingest",
-            "USERSTREAM_DAG_KAFKA_USERNAME_KEY": "username",
-            "USERSTREAM_DAG_KAFKA_TLS": "false",
-            "USERSTREAM_DAG_CASSANDRA_SECRET": "userstream-cassandra-reader",
-        }
+    settings = load_settings(
+        dag_kafka_user_secret="userstream-kafka-ingest",
+        dag_kafka_username_key="username",
+        dag_kafka_tls=False,
+        dag_cassandra_secret="userstream-cassandra-reader",
     )
-    env = {e.name: e for e in pods.ingest_env(config) + pods.freshness_env(config)}
+    env = {e.name: e for e in pods.ingest_env(settings) + pods.freshness_env(settings)}
     refs = {
         name: (e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key)
         for name, e in env.items()
@@ -419,7 +417,7 @@ def test_dag_config_names_the_external_secrets_the_profile_allows() -> None:
         "USERSTREAM_CASSANDRA_PASSWORD": ("userstream-cassandra-reader", "password"),
     }
     assert "USERSTREAM_KAFKA_SSL_CAFILE" not in env
-    assert pods.ingest_volumes(config)[0].name == "tmp", "no CA volume"
+    assert pods.ingest_volumes(settings)[0].name == "tmp", "no CA volume"
     policy = one(_local(), "ValidatingAdmissionPolicy")
     allowed = yaml.safe_load(
         next(v for v in policy["spec"]["variables"] if v["name"] == "allowedSecrets")["expression"]

@@ -57,7 +57,9 @@ def test_airflow_uses_our_image_and_baked_dags() -> None:
     assert values["dags"]["gitSync"]["enabled"] is False
     assert values["dags"]["persistence"]["enabled"] is False
     env = {e["name"]: e["value"] for e in values["env"]}
-    assert env["USERSTREAM_DAG_NAMESPACE"] == "userstream"
+    assert env["USERSTREAM_DAG_IN_CLUSTER"] == "true"
+    # install.sh names the namespace of its NAMESPACE (tests/unit/deploy), never a fixed one here
+    assert "USERSTREAM_DAG_NAMESPACE" not in env
 
 
 def test_airflow_task_logs_outlive_the_worker_pods() -> None:

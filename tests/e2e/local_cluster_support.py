@@ -9,8 +9,10 @@ afterwards, undoing every host change; a cluster that was already running is lef
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +20,61 @@ from typing import Any
 
 from kind_support import NAMESPACE, REPO, E2EError
 
-from userstream.cluster import images, layout
-from userstream.cluster.cluster import LocalCluster
-from userstream.cluster.host import differences
+from userstream.cluster import host, images, layout
+from userstream.cluster.cluster import OUTSIDE_PATHS, LocalCluster
 from userstream.settings import Settings
+
+
+# --- what the host looks like: every respect in which ``up`` may change it, compared before ``up``
+# and after ``down`` ------------------------------------------------------------------------------
+def host_snapshot(cluster: LocalCluster) -> dict[str, object]:
+    """The host state the cluster may touch, to compare before ``up`` and after ``down``: links,
+    network namespaces, iptables rules, the kubelets' global sysctls, mount points under the state
+    folder, /run, /var and the cgroup root (elsewhere other programs' mounts come and go), top-level
+    cgroups, processes whose command line names the state folder, and which of the paths outside
+    the state folder ``up`` may create exist."""
+    state_dir = cluster.layout.state_dir
+    mount_roots = [state_dir, Path("/run"), Path("/var"), Path("/sys/fs/cgroup")]
+    paths = [*OUTSIDE_PATHS, host.RUN_NETNS, host.CNI_RESULTS]
+    links = host.run(["ip", "-o", "link", "show"], check=False).stdout
+    rules = host.run(["iptables-save"], check=False).stdout if shutil.which("iptables-save") else ""
+    mounts = [str(p) for p in host.mountpoints_under(mount_roots)]
+    cgroups = sorted(
+        f"{h.name}/{c.name}"
+        for h in (host.CGROUP_ROOT.iterdir() if host.CGROUP_ROOT.is_dir() else [])
+        if h.is_dir() and not h.is_symlink()
+        for c in h.iterdir()
+        if c.is_dir()
+    )
+    values = {}
+    for name in layout.KUBELET_GLOBAL_SYSCTLS:
+        with contextlib.suppress(OSError):
+            values[name] = (host.PROC_SYS / name).read_text().strip()
+    return {
+        "links": sorted(
+            line.split(":")[1].strip().split("@")[0] for line in links.splitlines() if ":" in line
+        ),
+        "netns": sorted(p.name for p in host.RUN_NETNS.iterdir()) if host.RUN_NETNS.is_dir() else [],
+        "iptables": sorted(
+            line
+            for line in rules.splitlines()
+            if line and not line.startswith(("#", ":")) and line != "COMMIT"
+        ),
+        "sysctls": values,
+        "mounts": sorted(mounts),
+        "cgroups": cgroups,
+        "processes": sorted(host.processes_matching(str(state_dir))),
+        "paths": sorted(str(p) for p in paths if p.exists()),
+    }
+
+
+def differences(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """What changed between two snapshots, one line per kind of state."""
+    changed = []
+    for key in before:
+        if before[key] != after.get(key):
+            changed.append(f"{key}: before {before[key]!r}, after {after.get(key)!r}")
+    return changed
 
 
 @dataclass
@@ -41,7 +94,7 @@ class LocalClusterProvider:
     def start(cls, settings: Settings, *, kubectl: str, helm: str) -> LocalClusterProvider:
         cluster = LocalCluster(settings)
         running = all(c.running_record() is not None for c in cluster.components)
-        before = {} if running else cluster.host_snapshot()
+        before = {} if running else host_snapshot(cluster)
         if not running:
             try:
                 cluster.up()
@@ -57,7 +110,7 @@ class LocalClusterProvider:
         if not self.started_here:
             return []
         self.cluster.down()
-        return differences(self.host_before, self.cluster.host_snapshot())
+        return differences(self.host_before, host_snapshot(self.cluster))
 
     @property
     def kubeconfig(self) -> Path:

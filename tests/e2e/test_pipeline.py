@@ -24,8 +24,6 @@ from e2e_platform import SPARK_APP, Platform
 from kind_support import NAMESPACE, Cluster, E2EError, wait_for
 from local_platform import expected_users
 
-from userstream_dags.spark import wait_verdict
-
 pytestmark = pytest.mark.e2e
 
 RECORDS = int(os.environ.get("E2E_RECORDS", "400"))  # users per DAG run
@@ -52,12 +50,19 @@ def platform(e2e_cluster: Any) -> Iterator[Platform]:
         platform.teardown()
 
 
+# The application states of spark-operator v2.5.2 (api/v1beta2/sparkapplication_types.go). FAILING,
+# INVALIDATING, PENDING_RERUN, SUCCEEDING, SUBMITTED, ... are transitions: with restartPolicy Always
+# the operator resubmits after FAILING (pkg/util/sparkapplication.go ShouldRetry). Only these two
+# are final: the operator gave up (FAILED after its retries, SUBMISSION_FAILED when it cannot retry).
+FINAL_FAILURES = frozenset({"FAILED", "SUBMISSION_FAILED"})
+
+
 def spark_state(platform: Platform) -> str:
     """The application's state; fails at once on a final failure (FAILED, SUBMISSION_FAILED) with the
     operator's message: FAILING, INVALIDATING, PENDING_RERUN are transitions it recovers from."""
     app = platform.cluster.kubectl_json("get", "sparkapplication", "-n", NAMESPACE, SPARK_APP)
     state = app.get("status", {}).get("applicationState", {})
-    if wait_verdict(app) is False:
+    if state.get("state") in FINAL_FAILURES:
         raise E2EError(
             f"SparkApplication {SPARK_APP} is {state.get('state')}: {state.get('errorMessage', '')}"
         )

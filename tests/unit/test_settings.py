@@ -132,7 +132,6 @@ def test_a_misspelled_variable_fails_naming_the_closest_setting(monkeypatch: pyt
 
 
 def test_variables_read_elsewhere_are_not_settings_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("USERSTREAM_DAG_NAMESPACE", "userstream")  # DagConfig's
     monkeypatch.setenv("USERSTREAM_CASSANDRA_WRITER_ROLE", "w")  # the migration's roles
     monkeypatch.setenv("USERSTREAM_VERSIONS_FILE", "/opt/userstream/versions.env")
     assert load_settings().kafka_topic == "users_created"

@@ -298,7 +298,7 @@ class LocalCluster:
         self.check_prerequisites()
         if build:
             self.build_binaries()
-        images = self.base_images()
+        images = self.build_images(BASE_IMAGES)  # pause (sandbox) and CoreDNS tars
         self.layout.state_dir.mkdir(parents=True, exist_ok=True)
         self.write_credentials()
         self.setup_network()
@@ -331,10 +331,6 @@ class LocalCluster:
         bring_up(work, echo=self.echo)
 
     # --- images ----------------------------------------------------------------------------------
-    def base_images(self) -> list[Path]:
-        """The pause (sandbox) and CoreDNS images as docker-archive tars, built when missing."""
-        return self.build_images(BASE_IMAGES)
-
     def load_images(self, tars: Iterable[Path]) -> None:
         """Import image tars into every node's containerd (skipping what each already has)."""
         from userstream.cluster import images
@@ -398,15 +394,6 @@ class LocalCluster:
             return node_statuses(client.CoreV1Api(self.api()))
         except Exception:  # the API server is down: the process table says so
             return []
-
-    def host_snapshot(self) -> dict[str, object]:
-        """What the host looks like in every respect ``up`` may change (see host.snapshot)."""
-        return host.snapshot(
-            markers=[str(self.layout.state_dir)],
-            mount_roots=[self.layout.state_dir, Path("/run"), Path("/var"), Path("/sys/fs/cgroup")],
-            paths=[*OUTSIDE_PATHS, host.RUN_NETNS, host.CNI_RESULTS],
-            sysctls=layout.KUBELET_GLOBAL_SYSCTLS,
-        )
 
     # --- down ------------------------------------------------------------------------------------
     def down(self, *, purge: bool = False) -> dict[str, str]:

@@ -4,8 +4,9 @@
 Spark parser's StructType and the list of required fields the stream checks are derived from it.
 
 ``created_users.v1.json`` describes the Cassandra table. The CQL DDL, the insert statement and
-the Spark StructType of the rows the stream writes are derived from it; ``created_users.v1.cql``
-is the generated DDL kept in the repository for review and checked by a unit test.
+the Spark types the stream casts its row columns to are derived from it; ``created_users.v1.cql``
+(:data:`TABLE_CQL_FILE`) is the generated DDL kept in the repository for review and checked by a
+unit test.
 
 pyspark is imported lazily so that the ingestion process does not need it.
 """
@@ -188,29 +189,6 @@ def message_spark_schema() -> StructType:
 
 
 # --- table helpers ------------------------------------------------------------------------------
-def table_spark_schema() -> StructType:
-    """The StructType of the rows the stream writes to Cassandra (column order of the table)."""
-    from pyspark.sql import types as T
-
-    by_name: dict[str, DataType] = {
-        "string": T.StringType(),
-        "int": T.IntegerType(),
-        "bigint": T.LongType(),
-        "double": T.DoubleType(),
-        "timestamp": T.TimestampType(),
-    }
-    return T.StructType(
-        [
-            T.StructField(
-                column.name,
-                by_name[column.spark_type_name],
-                column.name not in table_definition().primary_key,
-            )
-            for column in table_definition().columns
-        ]
-    )
-
-
 def create_table_cql(keyspace: str, table: str | None = None) -> str:
     definition = table_definition()
     name = table or definition.name
@@ -231,11 +209,6 @@ def insert_cql(keyspace: str, table: str | None = None) -> str:
     markers = ", ".join("?" for _ in definition.columns)
     target = f"{keyspace}.{table or definition.name}"
     return f"INSERT INTO {target} ({columns}) VALUES ({markers})"  # noqa: S608
-
-
-def reference_cql() -> str:
-    """The DDL file kept in the repository (keyspace placeholder ``spark_streams``)."""
-    return _read(TABLE_CQL_FILE)
 
 
 def render_reference_cql() -> str:

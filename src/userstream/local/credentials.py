@@ -75,10 +75,6 @@ def credentials_dir(state_dir: Path) -> Path:
     return state_dir.resolve() / "credentials"
 
 
-def new_password() -> str:
-    return secrets.token_urlsafe(24)
-
-
 def _read(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
@@ -117,7 +113,7 @@ def _ensure_locked(folder: Path, definition: AccessDefinition) -> LocalCredentia
         table = _read(path)
         missing = [name for name in names if name not in table]
         for name in missing:
-            table[name] = new_password()
+            table[name] = secrets.token_urlsafe(24)
         if missing or not path.is_file() or (path.stat().st_mode & 0o777) != 0o600:
             _write_private(path, table)
         tables[what] = table

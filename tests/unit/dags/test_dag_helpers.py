@@ -10,50 +10,62 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "dags"))
 
-from userstream_dags.config import DagConfig, DagConfigError
+from userstream.settings import Settings, SettingsError, load_settings
+from userstream_dags import pods
+from userstream_dags.config import chart_objects
 from userstream_dags.freshness import judge
 from userstream_dags.spark import describe_state
 
 
-def test_defaults_match_the_chart_names() -> None:
-    config = DagConfig.from_env({})
-    assert config.namespace == "userstream"
-    assert config.service_account == "userstream-ingest"
-    assert config.settings_configmap == "userstream-settings"
-    assert config.kafka_username == "userstream-ingest"
-    assert config.kafka_ca_file == "/etc/userstream/kafka-ca/ca.crt"
-    assert config.postgres_secret == "userstream-staging-app"
-    assert config.spark_application == "userstream-stream"
-    assert config.in_cluster is None
+def dag_settings(monkeypatch: pytest.MonkeyPatch, **environ: str) -> Settings:
+    """The settings a DAG file loads on Airflow components with these variables."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
 
 
-def test_environment_overrides_with_types() -> None:
-    config = DagConfig.from_env(
-        {
-            "USERSTREAM_DAG_IN_CLUSTER": "false",
-            "USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES": "5",
-            "USERSTREAM_DAG_INGEST_IMAGE": "userstream-ingest:dev",
-            "USERSTREAM_DAG_NAMESPACE": "  ",  # blank keeps the default
-        }
+def test_defaults_match_the_chart_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = dag_settings(monkeypatch)
+    objects = chart_objects(settings)
+    assert settings.dag_namespace == "userstream"
+    assert objects.service_account == "userstream-ingest"
+    assert objects.settings_configmap == "userstream-settings"
+    assert objects.kafka_user_secret == "userstream-ingest"
+    assert objects.postgres_secret == "userstream-staging-app"
+    assert objects.spark_application == "userstream-stream"
+    assert settings.dag_in_cluster is None
+
+
+def test_environment_overrides_with_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = dag_settings(
+        monkeypatch,
+        USERSTREAM_DAG_IN_CLUSTER="false",
+        USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES="5",
+        USERSTREAM_DAG_INGEST_IMAGE="userstream-ingest:dev",
+        USERSTREAM_DAG_POSTGRES_SECRET="",  # blank: the chart's name
     )
-    assert config.in_cluster is False
-    assert config.freshness_max_age_minutes == 5
-    assert config.ingest_image == "userstream-ingest:dev"
-    assert config.namespace == "userstream"
+    assert settings.dag_in_cluster is False
+    assert settings.dag_freshness_max_age_minutes == 5
+    assert settings.dag_ingest_image == "userstream-ingest:dev"
+    assert chart_objects(settings).postgres_secret == "userstream-staging-app"
+    assert dag_settings(monkeypatch, USERSTREAM_DAG_IN_CLUSTER="auto").dag_in_cluster is None
 
 
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES", "soon", "expected an integer"),
-        ("USERSTREAM_DAG_INGEST_DEADLINE_SECONDS", "0", "at least 1"),
-        ("USERSTREAM_DAG_IN_CLUSTER", "maybe", "true, false or auto"),
-        ("USERSTREAM_DAG_NAMESPCE", "x", "unknown variable"),
+        ("USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES", "soon", "valid integer"),
+        ("USERSTREAM_DAG_INGEST_DEADLINE_SECONDS", "0", "greater than or equal to 1"),
+        ("USERSTREAM_DAG_IN_CLUSTER", "maybe", "valid boolean"),
+        ("USERSTREAM_DAG_NAMESPACE", "", "at least 1 character"),
+        ("USERSTREAM_DAG_NAMESPCE", "x", "did you mean USERSTREAM_DAG_NAMESPACE"),
     ],
 )
-def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
-    with pytest.raises(DagConfigError, match=message) as info:
-        DagConfig.from_env({name: value})
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message) as info:
+        dag_settings(monkeypatch, **{name: value})
     assert name in str(info.value)
 
 
@@ -104,33 +116,10 @@ def test_empty_table_is_stale() -> None:
     assert "no rows" in message
 
 
-@pytest.mark.parametrize(
-    ("state", "verdict"),
-    [
-        ("RUNNING", True),
-        ("FAILED", False),
-        ("SUBMISSION_FAILED", False),
-        # transitions: the operator resubmits (restartPolicy Always); a waiter keeps waiting
-        ("FAILING", None),
-        ("INVALIDATING", None),
-        ("PENDING_RERUN", None),
-        ("SUBMITTED", None),
-        ("SUCCEEDING", None),
-        ("COMPLETED", None),
-        ("UNKNOWN", None),
-        (None, None),
-    ],
-)
-def test_only_final_failures_stop_a_wait_for_the_stream(state: str | None, verdict: bool | None) -> None:
-    from userstream_dags.spark import wait_verdict
-
-    assert wait_verdict(_app(state)) is verdict
-
-
-def test_names_derive_from_the_chart_release() -> None:
+def test_names_derive_from_the_chart_release(monkeypatch: pytest.MonkeyPatch) -> None:
     """The chart names its objects after userstream.fullname: the release when it contains
     "userstream", else <release>-userstream."""
-    other = DagConfig.from_env({"USERSTREAM_DAG_RELEASE": "etl"})
+    other = chart_objects(dag_settings(monkeypatch, USERSTREAM_DAG_RELEASE="etl"))
     assert other.service_account == "etl-userstream-ingest"
     assert other.settings_configmap == "etl-userstream-settings"
     assert other.kafka_user_secret == "etl-userstream-ingest"
@@ -138,20 +127,26 @@ def test_names_derive_from_the_chart_release() -> None:
     assert other.postgres_secret == "etl-userstream-staging-app"
     assert other.cassandra_secret == "etl-userstream-cassandra-reader"
     assert other.spark_application == "etl-userstream-stream"
-    assert DagConfig.from_env({"USERSTREAM_DAG_RELEASE": "userstream-b"}).spark_application == (
-        "userstream-b-stream"
-    )
-    explicit = DagConfig.from_env({"USERSTREAM_DAG_RELEASE": "etl", "USERSTREAM_DAG_POSTGRES_SECRET": "pg"})
-    assert explicit.postgres_secret == "pg"
+    assert chart_objects(load_settings(dag_release="userstream-b")).spark_application == "userstream-b-stream"
+    explicit = dag_settings(monkeypatch, USERSTREAM_DAG_RELEASE="etl", USERSTREAM_DAG_POSTGRES_SECRET="pg")
+    assert chart_objects(explicit).postgres_secret == "pg"
 
 
-def test_without_kafka_tls_no_ca_is_mounted_or_configured() -> None:
-    from userstream_dags import pods
+def test_without_kafka_tls_no_ca_is_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = dag_settings(monkeypatch, USERSTREAM_DAG_KAFKA_TLS="false")
+    assert settings.dag_kafka_tls is False
+    assert [v.name for v in pods.ingest_volumes(settings)] == ["tmp"]
+    assert [m.name for m in pods.ingest_mounts(settings)] == ["tmp"]
+    monkeypatch.delenv("USERSTREAM_DAG_KAFKA_TLS")
+    assert [v.name for v in pods.ingest_volumes(load_settings())] == ["kafka-ca", "tmp"]
 
-    config = DagConfig.from_env({"USERSTREAM_DAG_KAFKA_TLS": "false"})
-    assert config.kafka_tls is False
-    assert [v.name for v in pods.ingest_volumes(config)] == ["tmp"]
-    assert [m.name for m in pods.ingest_mounts(config)] == ["tmp"]
-    assert "USERSTREAM_KAFKA_SSL_CAFILE" not in {e.name for e in pods.ingest_env(config)}
-    default = DagConfig.from_env({})
-    assert [v.name for v in pods.ingest_volumes(default)] == ["kafka-ca", "tmp"]
+
+def test_the_ca_secret_key_becomes_the_file_the_settings_configmap_names() -> None:
+    """Whatever its key in the Secret (kafka.external.caSecret.key), the CA is mounted as the file
+    the chart's ConfigMap gives the pods as USERSTREAM_KAFKA_SSL_CAFILE; the DAG sets no path."""
+    settings = load_settings(dag_kafka_ca_key="ca.pem")
+    (volume, _) = pods.ingest_volumes(settings)
+    assert [(item.key, item.path) for item in volume.secret.items] == [("ca.pem", "ca.crt")]
+    (mount, _) = pods.ingest_mounts(settings)
+    assert f"{mount.mount_path}/ca.crt" == str(pods.KAFKA_CA_FILE)
+    assert "USERSTREAM_KAFKA_SSL_CAFILE" not in {env.name for env in pods.ingest_env(settings)}

@@ -109,7 +109,8 @@ def test_ingest_pod_reads_secrets_by_reference(ingest_pod: dict[str, Any]) -> No
         assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
         assert "value" not in env[name]
     assert env["USERSTREAM_KAFKA_USERNAME"]["value"] == "userstream-ingest"
-    assert env["USERSTREAM_KAFKA_SSL_CAFILE"]["value"] == "/etc/userstream/kafka-ca/ca.crt"
+    # where the CA is: the settings ConfigMap says so (tests/chart keeps it where the pod mounts it)
+    assert "USERSTREAM_KAFKA_SSL_CAFILE" not in env
 
 
 def test_ingest_pod_mounts_the_kafka_cluster_ca(ingest_pod: dict[str, Any]) -> None:
@@ -139,47 +140,47 @@ def test_freshness_pod_reads_cassandra_credentials_by_reference(freshness_pod: d
         }
 
 
-def test_pod_follows_the_dag_configuration(tmp_path: Any) -> None:
+def test_pod_follows_the_dag_configuration() -> None:
+    from userstream.settings import load_settings
     from userstream_dags import pods
-    from userstream_dags.config import DagConfig
 
-    config = DagConfig.from_env(
-        {
-            "USERSTREAM_DAG_NAMESPACE": "data",
-            "USERSTREAM_DAG_INGEST_IMAGE": "registry.example/userstream-ingest:1.2.3",
-            "USERSTREAM_DAG_POSTGRES_SECRET": "staging-app",
-        }
+    settings = load_settings(
+        dag_namespace="data",
+        dag_ingest_image="registry.example/userstream-ingest:1.2.3",
+        dag_postgres_secret="staging-app",
     )
-    kwargs = pods.common_operator_kwargs(config, component="userstream-ingest")
+    kwargs = pods.common_operator_kwargs(settings, component="userstream-ingest")
     assert kwargs["namespace"] == "data"
     assert kwargs["image"] == "registry.example/userstream-ingest:1.2.3"
-    dsn = next(env for env in pods.ingest_env(config) if env.name == "USERSTREAM_POSTGRES_DSN")
+    dsn = next(env for env in pods.ingest_env(settings) if env.name == "USERSTREAM_POSTGRES_DSN")
     assert dsn.value_from.secret_key_ref.name == "staging-app"
 
 
-def test_pods_read_a_platform_kafka_and_cassandra_from_the_named_secrets() -> None:
+def test_pods_read_a_platform_kafka_and_cassandra_from_the_named_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The chart's external mode: the user name comes from the Secret too, keys are configurable,
     and without a CA to mount nothing is mounted (docs/charts.md, "External Kafka, Cassandra and
     PostgreSQL")."""
+    from userstream.settings import load_settings
     from userstream_dags import pods
-    from userstream_dags.config import DagConfig
 
-    config = DagConfig.from_env(
-        {
-            "USERSTREAM_DAG_KAFKA_USER_SECRET": "userstream-kafka-ingest",
-            "USERSTREAM_DAG_KAFKA_USERNAME_KEY": "user",
-            "USERSTREAM_DAG_KAFKA_PASSWORD_KEY": "pass",
-            "USERSTREAM_DAG_KAFKA_TLS": "false",
-            "USERSTREAM_DAG_POSTGRES_SECRET": "staging-db",
-            "USERSTREAM_DAG_POSTGRES_DSN_KEY": "dsn",
-            "USERSTREAM_DAG_CASSANDRA_SECRET": "cass-reader",
-            "USERSTREAM_DAG_CASSANDRA_USERNAME_KEY": "login",
-            "USERSTREAM_DAG_CASSANDRA_PASSWORD_KEY": "secret",
-        }
-    )
+    for name, value in {
+        "USERSTREAM_DAG_KAFKA_USER_SECRET": "userstream-kafka-ingest",
+        "USERSTREAM_DAG_KAFKA_USERNAME_KEY": "user",
+        "USERSTREAM_DAG_KAFKA_PASSWORD_KEY": "pass",
+        "USERSTREAM_DAG_KAFKA_TLS": "false",
+        "USERSTREAM_DAG_POSTGRES_SECRET": "staging-db",
+        "USERSTREAM_DAG_POSTGRES_DSN_KEY": "dsn",
+        "USERSTREAM_DAG_CASSANDRA_SECRET": "cass-reader",
+        "USERSTREAM_DAG_CASSANDRA_USERNAME_KEY": "login",
+        "USERSTREAM_DAG_CASSANDRA_PASSWORD_KEY": "secret",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
     refs = {
         env.name: (env.value_from.secret_key_ref.name, env.value_from.secret_key_ref.key)
-        for env in pods.ingest_env(config) + pods.freshness_env(config)
+        for env in pods.ingest_env(settings) + pods.freshness_env(settings)
     }
     assert refs == {
         "USERSTREAM_KAFKA_USERNAME": ("userstream-kafka-ingest", "user"),
@@ -188,7 +189,9 @@ def test_pods_read_a_platform_kafka_and_cassandra_from_the_named_secrets() -> No
         "USERSTREAM_CASSANDRA_USERNAME": ("cass-reader", "login"),
         "USERSTREAM_CASSANDRA_PASSWORD": ("cass-reader", "secret"),
     }
-    assert [volume.name for volume in pods.ingest_volumes(config)] == ["tmp"]
+    assert [volume.name for volume in pods.ingest_volumes(settings)] == ["tmp"]
     # the defaults stay Strimzi's: the KafkaUser's name is the user name
-    default = {env.name: env for env in pods.ingest_env(DagConfig())}
+    monkeypatch.delenv("USERSTREAM_DAG_KAFKA_USER_SECRET")
+    monkeypatch.delenv("USERSTREAM_DAG_KAFKA_USERNAME_KEY")
+    default = {env.name: env for env in pods.ingest_env(load_settings())}
     assert default["USERSTREAM_KAFKA_USERNAME"].value == "userstream-ingest"

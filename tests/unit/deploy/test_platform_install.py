@@ -202,7 +202,12 @@ def test_airflow_gets_the_build_tag_for_its_image_and_the_dags_ingest_image(call
         for name in calls.after("upgrade --install airflow", "values")
     ]
     env = [yaml.safe_load(v["extraEnv"]) for v in extra if "extraEnv" in v]
-    assert env == [[{"name": "USERSTREAM_DAG_INGEST_IMAGE", "value": "userstream-ingest:0.1.0-abcdef012345"}]]
+    assert env == [
+        [
+            {"name": "USERSTREAM_DAG_INGEST_IMAGE", "value": "userstream-ingest:0.1.0-abcdef012345"},
+            {"name": "USERSTREAM_DAG_NAMESPACE", "value": "userstream"},
+        ]
+    ]
 
 
 def test_airflow_task_logs_claim_exists_before_the_release(calls: Calls) -> None:
