@@ -101,7 +101,10 @@ def test_pages_many_users_per_request(api) -> None:
 
 def test_at_most_5000_per_request(api) -> None:
     fake, url = api
-    list(RandomUserSource(_client(url), seed="s").batches(records=6000, batch_size=10_000))
+    # the fake builds 5000 users per answer: on a loaded machine that can outlast the 2 s default of
+    # _client, and a timeout's retry would be counted as a request
+    client = _client(url, timeout_s=60.0)
+    list(RandomUserSource(client, seed="s").batches(records=6000, batch_size=10_000))
     assert [q["results"] for q in fake.requests] == [["5000"], ["5000"]]
     with pytest.raises(ValueError):
         _client(url).fetch_page(results=5001, page=1, seed="s")
