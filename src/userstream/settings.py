@@ -186,6 +186,23 @@ class Settings(BaseSettings):
         "headers dlq.value.bytes and dlq.value.sha256); well under Kafka's 1 MiB message limit.",
     )
 
+    stream_progress_group: str = Field(
+        "userstream-stream-progress",
+        description="Consumer group the stream commits each completed micro-batch's end offsets to "
+        "(for the health check only: the stream resumes from its checkpoint).",
+    )
+
+    # --- Health check (users_stream_health) ----------------------------------------------------
+    health_max_wait_minutes: int = Field(
+        30,
+        ge=1,
+        description="The health check fails when a record published longer ago than this is still "
+        "unprocessed; an idle stream with nothing to read is healthy however old its last batch.",
+    )
+    health_max_lag: int = Field(
+        0, ge=0, description="Unprocessed records the health check counts as caught up (0: none)."
+    )
+
     # --- Local stack -------------------------------------------------------------------------
     state_dir: Path = Field(
         default_factory=_default_state_dir,
@@ -265,6 +282,13 @@ class Settings(BaseSettings):
     def _check_topic(cls, value: str) -> str:
         if not _TOPIC_RE.match(value) or value in {".", ".."}:
             raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
+
+    @field_validator("stream_progress_group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value):
+            raise ValueError(f"{value!r} must be 1-249 letters, digits, '.', '_' or '-'")
         return value
 
     @field_validator("cassandra_keyspace", "cassandra_table", "staging_schema")
