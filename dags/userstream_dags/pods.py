@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from userstream_dags.config import DagConfig
+from userstream_dags.config import DagConfig, chart_fullname
 
 KAFKA_CA_VOLUME = "kafka-ca"
 TMP_VOLUME = "tmp"
@@ -88,12 +88,19 @@ def ingest_mounts(config: DagConfig) -> list[k8s.V1VolumeMount]:
     return ([kafka_ca_mount(config)] if config.kafka_tls else []) + [tmp_mount()]
 
 
-def freshness_env(config: DagConfig) -> list[k8s.V1EnvVar]:
-    """Environment of the freshness check: Cassandra credentials on top of the settings ConfigMap."""
-    return [
-        _secret_env("USERSTREAM_CASSANDRA_USERNAME", config.cassandra_secret, config.cassandra_username_key),
-        _secret_env("USERSTREAM_CASSANDRA_PASSWORD", config.cassandra_secret, config.cassandra_password_key),
+def health_env(config: DagConfig) -> list[k8s.V1EnvVar]:
+    """Environment of the stream's health check on top of the settings ConfigMap: the chart's
+    ``<fullname>-health`` KafkaUser (Describe on the topic and the progress group only; Strimzi
+    names its Secret after the user), and how long a record may wait unprocessed."""
+    user = f"{chart_fullname(config.release)}-health"
+    env = [
+        k8s.V1EnvVar(name="USERSTREAM_KAFKA_USERNAME", value=user),
+        _secret_env("USERSTREAM_KAFKA_PASSWORD", user, config.kafka_password_key),
+        k8s.V1EnvVar(name="USERSTREAM_HEALTH_MAX_WAIT_MINUTES", value=str(config.freshness_max_age_minutes)),
     ]
+    if config.kafka_tls:
+        env.append(k8s.V1EnvVar(name="USERSTREAM_KAFKA_SSL_CAFILE", value=config.kafka_ca_file))
+    return env
 
 
 def kafka_ca_volume(config: DagConfig) -> k8s.V1Volume:

@@ -130,7 +130,7 @@ class TestKafka:
 
     def test_users_get_least_privilege(self) -> None:
         users = {u["metadata"]["name"]: u for u in render_chart(show_only=["templates/kafka/users.yaml"])}
-        assert set(users) == {"userstream-ingest", "userstream-stream"}
+        assert set(users) == {"userstream-ingest", "userstream-stream", "userstream-health"}
         for user in users.values():
             assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
 
@@ -154,8 +154,13 @@ class TestKafka:
             ("topic", "users_created", "literal", "Read"),
             ("topic", "users_created", "literal", "Describe"),
             ("group", "spark-kafka-source", "prefix", "Read"),
+            ("group", "userstream-stream-progress", "literal", "Read"),
             ("topic", "users_created.dlq", "literal", "Write"),
             ("topic", "users_created.dlq", "literal", "Describe"),
+        }
+        assert acls("userstream-health") == {
+            ("topic", "users_created", "literal", "Describe"),
+            ("group", "userstream-stream-progress", "literal", "Describe"),
         }
 
     def test_disabled(self) -> None:
@@ -460,8 +465,8 @@ class TestRbac:
             assert f"system:serviceaccount:airflow:{account}" in condition
         allowed = next(v for v in policy["spec"]["variables"] if v["name"] == "allowedSecrets")
         assert allowed["expression"] == (
-            '["userstream-ingest","userstream-kafka-cluster-ca-cert","userstream-staging-app",'
-            '"userstream-cassandra-reader"]'
+            '["userstream-ingest","userstream-health","userstream-kafka-cluster-ca-cert",'
+            '"userstream-staging-app"]'
         )
         assert "superuser" not in str(policy)
         assert (

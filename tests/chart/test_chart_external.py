@@ -197,7 +197,6 @@ class TestLocalClusterProfile:
         assert yaml.safe_load(allowed["expression"]) == [
             "userstream-kafka-ingest",
             "userstream-staging-app",
-            "userstream-cassandra-reader",
         ]
 
     def test_notes_name_the_secrets_and_the_platform_topics(self) -> None:
@@ -267,7 +266,6 @@ class TestAllExternal:
             "msk-ingest",
             "kafka-ca",
             "staging-db",
-            "cass-reader",
         ]
 
 
@@ -402,10 +400,10 @@ def test_dag_config_names_the_external_secrets_the_profile_allows() -> None:
             "USERSTREAM_DAG_KAFKA_USER_SECRET": "userstream-kafka-ingest",
             "USERSTREAM_DAG_KAFKA_USERNAME_KEY": "username",
             "USERSTREAM_DAG_KAFKA_TLS": "false",
-            "USERSTREAM_DAG_CASSANDRA_SECRET": "userstream-cassandra-reader",
         }
     )
-    env = {e.name: e for e in pods.ingest_env(config) + pods.freshness_env(config)}
+    # (the health check's Kafka user is the chart's KafkaUser: not in external mode yet)
+    env = {e.name: e for e in pods.ingest_env(config)}
     refs = {
         name: (e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key)
         for name, e in env.items()
@@ -415,8 +413,6 @@ def test_dag_config_names_the_external_secrets_the_profile_allows() -> None:
         "USERSTREAM_KAFKA_USERNAME": ("userstream-kafka-ingest", "username"),
         "USERSTREAM_KAFKA_PASSWORD": ("userstream-kafka-ingest", "password"),
         "USERSTREAM_POSTGRES_DSN": ("userstream-staging-app", "uri"),
-        "USERSTREAM_CASSANDRA_USERNAME": ("userstream-cassandra-reader", "username"),
-        "USERSTREAM_CASSANDRA_PASSWORD": ("userstream-cassandra-reader", "password"),
     }
     assert "USERSTREAM_KAFKA_SSL_CAFILE" not in env
     assert pods.ingest_volumes(config)[0].name == "tmp", "no CA volume"

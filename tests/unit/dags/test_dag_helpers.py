@@ -1,9 +1,8 @@
-"""Pure helpers of the DAGs: configuration from the environment, SparkApplication state, freshness."""
+"""Pure helpers of the DAGs: configuration from the environment, SparkApplication state."""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "dags"))
 
 from userstream_dags.config import DagConfig, DagConfigError
-from userstream_dags.freshness import judge
 from userstream_dags.spark import describe_state
 
 
@@ -81,27 +79,6 @@ def test_application_without_status_is_not_running() -> None:
     running, message = describe_state({"metadata": {"name": "userstream-stream"}})
     assert not running
     assert "no status yet" in message
-
-
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-def test_recent_rows_are_fresh() -> None:
-    fresh, message = judge(NOW - timedelta(minutes=2), NOW, timedelta(minutes=30), "ks.t")
-    assert fresh
-    assert "ks.t is fresh" in message
-
-
-def test_old_rows_are_stale_and_say_how_old() -> None:
-    fresh, message = judge(datetime(2026, 11, 21, 10, 0), NOW, timedelta(minutes=30), "ks.t")
-    assert not fresh
-    assert "120 min ago (limit 30 min)" in message
-
-
-def test_empty_table_is_stale() -> None:
-    fresh, message = judge(None, NOW, timedelta(minutes=30), "ks.t")
-    assert not fresh
-    assert "no rows" in message
 
 
 @pytest.mark.parametrize(
