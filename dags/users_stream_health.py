@@ -6,8 +6,11 @@ Every 15 minutes, check that the streaming half of the pipeline is alive:
 1. `spark_application_running`: the SparkApplication `userstream-stream` is `RUNNING`
    (`.status.applicationState.state`, read with the Kubernetes API from inside the cluster).
    Any other state fails at once with the operator's error message.
-2. `rows_are_fresh`: a pod with the ingestion image finds the newest `processed_at` in Cassandra
-   and fails when it is older than `USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES`.
+2. `stream_keeps_up`: a pod with the ingestion image compares the topic's end offsets with the
+   offsets the stream committed to its progress group (`python -m userstream.stream.health_check`)
+   and fails when a record published more than `USERSTREAM_HEALTH_MAX_WAIT_MINUTES` ago (the
+   settings ConfigMap; default 30) is still unprocessed. An idle stream (nothing to read) is
+   healthy however old its last batch.
 
 The Airflow worker's ServiceAccount needs `get` on `sparkapplications` in the `userstream`
 namespace (the `userstream` chart grants it).
@@ -77,20 +80,19 @@ def users_stream_health() -> None:
             raise AirflowFailException(message)
         return message
 
-    rows_are_fresh = KubernetesPodOperator(
-        task_id="rows_are_fresh",
-        name="userstream-freshness",
-        cmds=["python", "/opt/userstream/checks/freshness.py"],
-        arguments=["--max-age-minutes", str(SETTINGS.dag_freshness_max_age_minutes)],
-        env_vars=pods.freshness_env(SETTINGS),
-        volumes=[pods.tmp_volume()],
-        volume_mounts=[pods.tmp_mount()],
+    stream_keeps_up = KubernetesPodOperator(
+        task_id="stream_keeps_up",
+        name="userstream-health",
+        cmds=["python", "-m", "userstream.stream.health_check"],
+        env_vars=pods.health_env(SETTINGS),
+        volumes=pods.ingest_volumes(SETTINGS),
+        volume_mounts=pods.ingest_mounts(SETTINGS),
         container_resources=pods.check_resources(),
         active_deadline_seconds=300,
-        **pods.common_operator_kwargs(SETTINGS, component="userstream-freshness"),
+        **pods.common_operator_kwargs(SETTINGS, component="userstream-health"),
     )
 
-    spark_application_running() >> rows_are_fresh
+    spark_application_running() >> stream_keeps_up
 
 
 users_stream_health()

@@ -41,7 +41,7 @@ class ChartObjects:
     kafka_user_secret: str
     kafka_ca_secret: str
     postgres_secret: str
-    cassandra_secret: str
+    kafka_health_secret: str
     spark_application: str
 
 
@@ -54,6 +54,6 @@ def chart_objects(settings: Settings) -> ChartObjects:
         kafka_user_secret=settings.dag_kafka_user_secret or f"{prefix}-ingest",
         kafka_ca_secret=settings.dag_kafka_ca_secret or f"{prefix}-kafka-cluster-ca-cert",
         postgres_secret=settings.dag_postgres_secret or f"{prefix}-staging-app",
-        cassandra_secret=settings.dag_cassandra_secret or f"{prefix}-cassandra-reader",
+        kafka_health_secret=settings.dag_kafka_health_secret or f"{prefix}-health",
         spark_application=settings.dag_spark_application or f"{prefix}-stream",
     )

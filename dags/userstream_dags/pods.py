@@ -92,13 +92,16 @@ def ingest_mounts(settings: Settings) -> list[k8s.V1VolumeMount]:
     return ([ca] if settings.dag_kafka_tls else []) + [tmp_mount()]
 
 
-def freshness_env(settings: Settings) -> list[k8s.V1EnvVar]:
-    """Environment of the freshness check: Cassandra credentials on top of the settings ConfigMap."""
-    secret = chart_objects(settings).cassandra_secret
-    return [
-        _secret_env("USERSTREAM_CASSANDRA_USERNAME", secret, settings.dag_cassandra_username_key),
-        _secret_env("USERSTREAM_CASSANDRA_PASSWORD", secret, settings.dag_cassandra_password_key),
-    ]
+def health_env(settings: Settings) -> list[k8s.V1EnvVar]:
+    """Environment of the stream's health check on top of the settings ConfigMap: the chart's
+    health KafkaUser (Describe on the topic and the progress group only), the same way
+    :func:`ingest_env` finds the ingestion's."""
+    secret = chart_objects(settings).kafka_health_secret
+    if settings.dag_kafka_username_key:  # a platform's Kafka (the chart's external mode)
+        username = _secret_env("USERSTREAM_KAFKA_USERNAME", secret, settings.dag_kafka_username_key)
+    else:  # a Strimzi KafkaUser: its name is the user name
+        username = k8s.V1EnvVar(name="USERSTREAM_KAFKA_USERNAME", value=secret)
+    return [username, _secret_env("USERSTREAM_KAFKA_PASSWORD", secret, settings.dag_kafka_password_key)]
 
 
 def kafka_ca_volume(settings: Settings) -> k8s.V1Volume:

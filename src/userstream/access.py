@@ -6,7 +6,8 @@ ACLs. Pure: parsing, validation, placeholder substitution and the ACL bindings /
 derived from it; no client and no server is touched.
 
 Resource names hold placeholders (``${topic}``, ``${dlqTopic}``, ``${consumerGroupPrefix}``,
-``${keyspace}``, ``${table}``) filled from :func:`names_from_settings` (or from the chart's values).
+``${progressGroup}``, ``${keyspace}``, ``${table}``) filled from :func:`names_from_settings` (or
+from the chart's values).
 A principal's name is ``<prefix>-<key>``: the chart's prefix is the release's full name, the local
 stack's is :data:`LOCAL_PREFIX`.
 """
@@ -261,6 +262,7 @@ def names_from_settings(settings: Settings) -> dict[str, str]:
     return {
         "topic": settings.kafka_topic,
         "dlqTopic": settings.kafka_dlq_topic,
+        "progressGroup": settings.stream_progress_group,
         "keyspace": settings.cassandra_keyspace,
         "table": settings.cassandra_table,
     }

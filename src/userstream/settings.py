@@ -192,6 +192,23 @@ class Settings(BaseSettings):
         "headers dlq.value.bytes and dlq.value.sha256); well under Kafka's 1 MiB message limit.",
     )
 
+    stream_progress_group: str = Field(
+        "userstream-stream-progress",
+        description="Consumer group the stream commits each completed micro-batch's end offsets to "
+        "(for the health check only: the stream resumes from its checkpoint).",
+    )
+
+    # --- Health check (users_stream_health) ----------------------------------------------------
+    health_max_wait_minutes: int = Field(
+        30,
+        ge=1,
+        description="The health check fails when a record published longer ago than this is still "
+        "unprocessed; an idle stream with nothing to read is healthy however old its last batch.",
+    )
+    health_max_lag: int = Field(
+        0, ge=0, description="Unprocessed records the health check counts as caught up (0: none)."
+    )
+
     # --- Local stack -------------------------------------------------------------------------
     state_dir: Path = Field(
         default_factory=_default_state_dir,
@@ -286,18 +303,13 @@ class Settings(BaseSettings):
         description="Secret of the staging database's DSN (default <fullname>-staging-app, CloudNativePG's).",
     )
     dag_postgres_dsn_key: str = Field("uri", description="Key of the DSN in that Secret.")
-    dag_cassandra_secret: str | None = Field(
+    dag_kafka_health_secret: str | None = Field(
         None,
-        description="Secret of the read-only Cassandra role the freshness check uses "
-        "(default <fullname>-cassandra-reader).",
+        description="Secret of the health check's Kafka user (Describe only; default <fullname>-health, "
+        "the Strimzi KafkaUser; same keys as the ingestion's).",
     )
-    dag_cassandra_username_key: str = Field("username", description="Key of the role name in that Secret.")
-    dag_cassandra_password_key: str = Field("password", description="Key of the password in that Secret.")
     dag_spark_application: str | None = Field(
         None, description="SparkApplication of the stream (default <fullname>-stream)."
-    )
-    dag_freshness_max_age_minutes: int = Field(
-        30, ge=1, description="Rows older than this mean the stream is stale (users_stream_health)."
     )
     dag_ingest_cpu_request: str = Field("250m", description="CPU request of the ingestion pod.")
     dag_ingest_memory_request: str = Field("256Mi", description="Memory request of the ingestion pod.")
@@ -361,6 +373,13 @@ class Settings(BaseSettings):
     def _check_topic(cls, value: str) -> str:
         if not _TOPIC_RE.match(value) or value in {".", ".."}:
             raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
+
+    @field_validator("stream_progress_group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value):
+            raise ValueError(f"{value!r} must be 1-249 letters, digits, '.', '_' or '-'")
         return value
 
     @field_validator("cassandra_keyspace", "cassandra_table", "staging_schema")

@@ -69,6 +69,7 @@ def _definition_acls(definition: access.AccessDefinition, key: str) -> set[tuple
                     "topic": {"name": "people"},
                     "dlqTopic": {"name": "people.rejected"},
                     "consumerGroupPrefix": "people-stream",
+                    "progressGroup": "people-progress",
                 }
             },
             id="other-names",
@@ -87,6 +88,7 @@ def test_kafka_users_equal_the_access_definition(files: tuple[Any, ...], extra: 
             "topic": values["topic"]["name"],
             "dlqTopic": values["dlqTopic"]["name"],
             "consumerGroupPrefix": values["consumerGroupPrefix"],
+            "progressGroup": values["progressGroup"],
             "keyspace": cassandra["keyspace"],
             "table": cassandra["table"],
         }
@@ -114,9 +116,11 @@ def test_the_default_consumer_group_prefix_is_the_definitions() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     definition = access.load_definition()
     assert values["kafka"]["consumerGroupPrefix"] == definition.names["consumerGroupPrefix"]
+    assert values["kafka"]["progressGroup"] == definition.names["progressGroup"]
     # the chart's default names are the settings' defaults, which the local stack uses
     defaults = {name: field.default for name, field in Settings.model_fields.items()}
     assert values["kafka"]["topic"]["name"] == defaults["kafka_topic"]
     assert values["kafka"]["dlqTopic"]["name"] == defaults["kafka_dlq_topic"]
+    assert values["kafka"]["progressGroup"] == defaults["stream_progress_group"]
     assert values["cassandra"]["keyspace"] == defaults["cassandra_keyspace"]
     assert values["cassandra"]["table"] == defaults["cassandra_table"]

@@ -130,7 +130,7 @@ class TestKafka:
 
     def test_users_get_least_privilege(self) -> None:
         users = {u["metadata"]["name"]: u for u in render_chart(show_only=["templates/kafka/users.yaml"])}
-        assert set(users) == {"userstream-ingest", "userstream-stream"}
+        assert set(users) == {"userstream-ingest", "userstream-stream", "userstream-health"}
         for user in users.values():
             assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
 
@@ -154,8 +154,13 @@ class TestKafka:
             ("topic", "users_created", "literal", "Read"),
             ("topic", "users_created", "literal", "Describe"),
             ("group", "spark-kafka-source", "prefix", "Read"),
+            ("group", "userstream-stream-progress", "literal", "Read"),
             ("topic", "users_created.dlq", "literal", "Write"),
             ("topic", "users_created.dlq", "literal", "Describe"),
+        }
+        assert acls("userstream-health") == {
+            ("topic", "users_created", "literal", "Describe"),
+            ("group", "userstream-stream-progress", "literal", "Describe"),
         }
 
     def test_disabled(self) -> None:
@@ -460,8 +465,8 @@ class TestRbac:
             assert f"system:serviceaccount:airflow:{account}" in condition
         allowed = next(v for v in policy["spec"]["variables"] if v["name"] == "allowedSecrets")
         assert allowed["expression"] == (
-            '["userstream-ingest","userstream-kafka-cluster-ca-cert","userstream-staging-app",'
-            '"userstream-cassandra-reader"]'
+            '["userstream-ingest","userstream-health","userstream-kafka-cluster-ca-cert",'
+            '"userstream-staging-app"]'
         )
         assert "superuser" not in str(policy)
         assert (
@@ -568,22 +573,18 @@ class TestNotes:
         assert "cqlsh" in notes
 
 
-def test_dags_read_cassandra_with_the_reader_role_the_chart_creates() -> None:
-    """The freshness check's Secret (dags/userstream_dags/config.py) is the chart's reader Secret."""
+def test_the_health_check_reads_kafka_as_the_health_user_the_chart_creates() -> None:
+    """The health check's Secret (dags/userstream_dags/config.py) is the chart's health KafkaUser."""
     import sys
 
     sys.path.insert(0, str(CHART.parents[1] / "dags"))
     from userstream.settings import load_settings
     from userstream_dags.config import chart_objects
 
-    secrets = {
-        d["metadata"]["name"]
-        for d in render_chart(show_only=["templates/cassandra/role-secrets.yaml"])
-        if d["kind"] == "Secret"
-    }
-    reader = chart_objects(load_settings()).cassandra_secret
-    assert reader in secrets
-    assert reader.endswith("-reader")
+    users = {d["metadata"]["name"] for d in render_chart() if d["kind"] == "KafkaUser"}
+    health = chart_objects(load_settings()).kafka_health_secret
+    assert health in users
+    assert health.endswith("-health")
 
 
 @pytest.mark.parametrize("release", ["userstream", "etl", "userstream-b"])
@@ -606,7 +607,7 @@ def test_dag_config_derives_the_names_the_chart_renders(release: str) -> None:
     assert ("ServiceAccount", objects.service_account) in names
     assert ("ConfigMap", objects.settings_configmap) in names
     assert ("KafkaUser", objects.kafka_user_secret) in names
-    assert ("Secret", objects.cassandra_secret) in names
+    assert ("KafkaUser", objects.kafka_health_secret) in names
     assert ("SparkApplication", objects.spark_application) in names
     assert ("Cluster", objects.postgres_secret.removesuffix("-app")) in names
     assert ("Kafka", objects.kafka_ca_secret.removesuffix("-cluster-ca-cert")) in names
@@ -634,22 +635,11 @@ def test_dag_defaults_are_the_charts() -> None:
     dockerfile = (CHART.parents[1] / "images" / "ingest" / "Dockerfile").read_text(encoding="utf-8")
     assert f"\nUSER {uid}:{uid}\n" in dockerfile
     # the Secret keys: the external mode's defaults are the operators' keys (Strimzi's KafkaUser and
-    # cluster CA Secrets, CloudNativePG's app Secret) and the chart's reader Secret's
-    kafka, cassandra = values["kafka"]["external"], values["cassandra"]["external"]
+    # cluster CA Secrets, CloudNativePG's app Secret)
+    kafka = values["kafka"]["external"]
     assert kafka["users"]["ingest"]["passwordKey"] == dag.dag_kafka_password_key
     assert kafka["caSecret"]["key"] == dag.dag_kafka_ca_key
     assert values["postgres"]["external"]["dsnSecret"]["key"] == dag.dag_postgres_dsn_key
-    reader = cassandra["readerSecret"]
-    assert (reader["usernameKey"], reader["passwordKey"]) == (
-        dag.dag_cassandra_username_key,
-        dag.dag_cassandra_password_key,
-    )
-    (secret,) = [
-        d
-        for d in render_chart(show_only=["templates/cassandra/role-secrets.yaml"])
-        if d["metadata"]["name"].endswith("-reader")
-    ]
-    assert set(secret["data"]) == {dag.dag_cassandra_username_key, dag.dag_cassandra_password_key}
     skaffold = yaml.safe_load((CHART.parents[1] / "skaffold.yaml").read_text(encoding="utf-8"))
     release = next(r for r in skaffold["deploy"]["helm"]["releases"] if r["chartPath"] == "charts/userstream")
     assert (release["name"], release["namespace"]) == (dag.dag_release, dag.dag_namespace)

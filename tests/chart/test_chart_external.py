@@ -197,7 +197,6 @@ class TestLocalClusterProfile:
         assert yaml.safe_load(allowed["expression"]) == [
             "userstream-kafka-ingest",
             "userstream-staging-app",
-            "userstream-cassandra-reader",
         ]
 
     def test_notes_name_the_secrets_and_the_platform_topics(self) -> None:
@@ -267,7 +266,6 @@ class TestAllExternal:
             "msk-ingest",
             "kafka-ca",
             "staging-db",
-            "cass-reader",
         ]
 
 
@@ -401,9 +399,9 @@ def test_dag_config_names_the_external_secrets_the_profile_allows() -> None:
         dag_kafka_user_secret="userstream-kafka-ingest",
         dag_kafka_username_key="username",
         dag_kafka_tls=False,
-        dag_cassandra_secret="userstream-cassandra-reader",
     )
-    env = {e.name: e for e in pods.ingest_env(settings) + pods.freshness_env(settings)}
+    # (the health check's Kafka user is the chart's KafkaUser: not in external mode yet)
+    env = {e.name: e for e in pods.ingest_env(settings)}
     refs = {
         name: (e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key)
         for name, e in env.items()
@@ -413,8 +411,6 @@ def test_dag_config_names_the_external_secrets_the_profile_allows() -> None:
         "USERSTREAM_KAFKA_USERNAME": ("userstream-kafka-ingest", "username"),
         "USERSTREAM_KAFKA_PASSWORD": ("userstream-kafka-ingest", "password"),
         "USERSTREAM_POSTGRES_DSN": ("userstream-staging-app", "uri"),
-        "USERSTREAM_CASSANDRA_USERNAME": ("userstream-cassandra-reader", "username"),
-        "USERSTREAM_CASSANDRA_PASSWORD": ("userstream-cassandra-reader", "password"),
     }
     assert "USERSTREAM_KAFKA_SSL_CAFILE" not in env
     assert pods.ingest_volumes(settings)[0].name == "tmp", "no CA volume"

@@ -27,7 +27,7 @@ POD_SECURITY_LABEL = "pod-security.kubernetes.io/enforce"
 POD_SECURITY_LEVEL = "restricted"
 DAG_PODS = {
     "ingest": ("users_ingest", "ingest_users", {"source": "randomuser", "records": 250}),
-    "freshness": ("users_stream_health", "rows_are_fresh", {}),
+    "health": ("users_stream_health", "stream_keeps_up", {}),
 }
 
 

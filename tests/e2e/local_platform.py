@@ -51,9 +51,6 @@ DAG_ENV = {
     "USERSTREAM_DAG_KAFKA_USERNAME_KEY": "username",
     "USERSTREAM_DAG_KAFKA_PASSWORD_KEY": "password",
     "USERSTREAM_DAG_KAFKA_TLS": "false",
-    "USERSTREAM_DAG_CASSANDRA_SECRET": "userstream-cassandra-reader",
-    "USERSTREAM_DAG_CASSANDRA_USERNAME_KEY": "username",
-    "USERSTREAM_DAG_CASSANDRA_PASSWORD_KEY": "password",
     "USERSTREAM_DAG_IN_CLUSTER": "false",
 }
 BROKEN_RATE = 0.01  # the chart's USERSTREAM_SYNTHETIC_BROKEN_RATE default (settings.py)

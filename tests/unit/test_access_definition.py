@@ -30,7 +30,7 @@ cassandra:
 
 def test_the_repository_definition_loads_with_the_chart_names() -> None:
     definition = access.for_settings(load_settings())
-    assert set(definition.kafka_users) == {"ingest", "stream"}
+    assert set(definition.kafka_users) == {"ingest", "stream", "health"}
     assert set(definition.cassandra_roles) == {"writer", "reader"}
     bindings = {
         (b.principal, b.resource_type, b.name, b.pattern_type, b.operation)
@@ -42,8 +42,12 @@ def test_the_repository_definition_loads_with_the_chart_names() -> None:
         ("userstream-stream", "topic", "users_created", "literal", "Read"),
         ("userstream-stream", "topic", "users_created", "literal", "Describe"),
         ("userstream-stream", "group", "spark-kafka-source", "prefix", "Read"),
+        ("userstream-stream", "group", "userstream-stream-progress", "literal", "Read"),
         ("userstream-stream", "topic", "users_created.dlq", "literal", "Write"),
         ("userstream-stream", "topic", "users_created.dlq", "literal", "Describe"),
+        # the health check: offsets only, no record (no Read anywhere)
+        ("userstream-health", "topic", "users_created", "literal", "Describe"),
+        ("userstream-health", "group", "userstream-stream-progress", "literal", "Describe"),
     }
     assert [g.statement for g in access.cql_grants(definition)] == [
         'GRANT MODIFY ON TABLE spark_streams.created_users TO "userstream_writer"',
@@ -53,11 +57,15 @@ def test_the_repository_definition_loads_with_the_chart_names() -> None:
 
 def test_names_follow_the_settings() -> None:
     settings = load_settings(
-        kafka_topic="t1", kafka_dlq_topic="t1.dead", cassandra_keyspace="ks", cassandra_table="tb"
+        kafka_topic="t1",
+        kafka_dlq_topic="t1.dead",
+        cassandra_keyspace="ks",
+        cassandra_table="tb",
+        stream_progress_group="g1",
     )
     definition = access.for_settings(settings)
     names = {b.name for b in access.acl_bindings(definition)}
-    assert names == {"t1", "t1.dead", "spark-kafka-source"}
+    assert names == {"t1", "t1.dead", "spark-kafka-source", "g1"}
     assert {(g.keyspace, g.table) for g in access.cql_grants(definition)} == {("ks", "tb")}
 
 
@@ -126,9 +134,14 @@ def test_credentials_are_generated_once_private_and_complete(tmp_path: Path) -> 
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for name in ("kafka.json", "cassandra.json"):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
-    assert set(first.kafka) == {"userstream-admin", "userstream-ingest", "userstream-stream"}
+    assert set(first.kafka) == {
+        "userstream-admin",
+        "userstream-ingest",
+        "userstream-stream",
+        "userstream-health",
+    }
     assert set(first.cassandra) == {"userstream-admin", "userstream_writer", "userstream_reader"}
-    assert len(set(first.kafka.values())) == 3
+    assert len(set(first.kafka.values())) == 4
     assert all(len(p) >= 32 for p in first.kafka.values())
     assert credentials.ensure(tmp_path, definition) == first  # stable
     assert credentials.load(tmp_path) == first

@@ -32,7 +32,7 @@ KAFKA_MECHANISM = "SCRAM-SHA-512"
 LOOPBACK = ("127.0.0.1", "localhost")
 _LOCK = threading.Lock()
 
-Client = Literal["ingest", "stream", "admin", "checks"]
+Client = Literal["ingest", "stream", "admin", "checks", "health"]
 # Which principal each local client uses. Kafka has no read-only user in the chart: the checks
 # (reconciliation reading the dead-letter topic) use the local admin there.
 KAFKA_PRINCIPALS: dict[str, str] = {
@@ -40,6 +40,7 @@ KAFKA_PRINCIPALS: dict[str, str] = {
     "stream": principal("stream"),
     "admin": ADMIN,
     "checks": ADMIN,
+    "health": principal("health"),
 }
 # Cassandra: the role of the definition (by key) each client uses; the admin is not in it.
 CASSANDRA_ROLES: dict[str, str | None] = {
@@ -47,6 +48,7 @@ CASSANDRA_ROLES: dict[str, str | None] = {
     "stream": "writer",
     "admin": None,
     "checks": "reader",
+    "health": None,
 }
 
 

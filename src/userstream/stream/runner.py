@@ -23,6 +23,7 @@ from userstream.errors import UserstreamError
 from userstream.settings import Settings
 from userstream.storage.client import CassandraConfig
 from userstream.stream import transforms
+from userstream.stream.progress_commit import ProgressCommitter
 from userstream.stream.sink import record_writer
 
 if TYPE_CHECKING:
@@ -253,6 +254,7 @@ def _run_query(
     poll_seconds: float,
 ) -> StreamTotals:
     query = start_query(spark, settings, writer)
+    progress = ProgressCommitter(settings)  # the health check's view of the stream
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -266,6 +268,7 @@ def _run_query(
                 query.awaitTermination(poll_seconds)  # type: ignore[arg-type]
             except Exception:  # the query failed: reported below with its cause
                 break
+            progress.observe(query)
             now = time.monotonic()
             if max_seconds is not None and now - began >= max_seconds:
                 reason = f"ran {max_seconds:g}s"
@@ -285,6 +288,8 @@ def _run_query(
         if query.isActive:
             log.info("stopping the streaming query (%s)", reason)
             query.stop()
+        progress.observe(query)  # the batch that completed while stopping
+        progress.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     failure = query.exception()

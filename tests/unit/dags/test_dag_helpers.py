@@ -1,9 +1,8 @@
-"""Pure helpers of the DAGs: configuration from the environment, SparkApplication state, freshness."""
+"""Pure helpers of the DAGs: configuration from the environment, SparkApplication state."""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "dags"))
 from userstream.settings import Settings, SettingsError, load_settings
 from userstream_dags import pods
 from userstream_dags.config import chart_objects
-from userstream_dags.freshness import judge
 from userstream_dags.spark import describe_state
 
 
@@ -40,12 +38,12 @@ def test_environment_overrides_with_types(monkeypatch: pytest.MonkeyPatch) -> No
     settings = dag_settings(
         monkeypatch,
         USERSTREAM_DAG_IN_CLUSTER="false",
-        USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES="5",
+        USERSTREAM_DAG_INGEST_DEADLINE_SECONDS="5",
         USERSTREAM_DAG_INGEST_IMAGE="userstream-ingest:dev",
         USERSTREAM_DAG_POSTGRES_SECRET="",  # blank: the chart's name
     )
     assert settings.dag_in_cluster is False
-    assert settings.dag_freshness_max_age_minutes == 5
+    assert settings.dag_ingest_deadline_seconds == 5
     assert settings.dag_ingest_image == "userstream-ingest:dev"
     assert chart_objects(settings).postgres_secret == "userstream-staging-app"
     assert dag_settings(monkeypatch, USERSTREAM_DAG_IN_CLUSTER="auto").dag_in_cluster is None
@@ -54,7 +52,7 @@ def test_environment_overrides_with_types(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("USERSTREAM_DAG_FRESHNESS_MAX_AGE_MINUTES", "soon", "valid integer"),
+        ("USERSTREAM_DAG_INGEST_DEADLINE_SECONDS", "soon", "valid integer"),
         ("USERSTREAM_DAG_INGEST_DEADLINE_SECONDS", "0", "greater than or equal to 1"),
         ("USERSTREAM_DAG_IN_CLUSTER", "maybe", "valid boolean"),
         ("USERSTREAM_DAG_NAMESPACE", "", "at least 1 character"),
@@ -95,27 +93,6 @@ def test_application_without_status_is_not_running() -> None:
     assert "no status yet" in message
 
 
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-def test_recent_rows_are_fresh() -> None:
-    fresh, message = judge(NOW - timedelta(minutes=2), NOW, timedelta(minutes=30), "ks.t")
-    assert fresh
-    assert "ks.t is fresh" in message
-
-
-def test_old_rows_are_stale_and_say_how_old() -> None:
-    fresh, message = judge(datetime(2026, 11, 21, 10, 0), NOW, timedelta(minutes=30), "ks.t")
-    assert not fresh
-    assert "120 min ago (limit 30 min)" in message
-
-
-def test_empty_table_is_stale() -> None:
-    fresh, message = judge(None, NOW, timedelta(minutes=30), "ks.t")
-    assert not fresh
-    assert "no rows" in message
-
-
 def test_names_derive_from_the_chart_release(monkeypatch: pytest.MonkeyPatch) -> None:
     """The chart names its objects after userstream.fullname: the release when it contains
     "userstream", else <release>-userstream."""
@@ -125,7 +102,7 @@ def test_names_derive_from_the_chart_release(monkeypatch: pytest.MonkeyPatch) ->
     assert other.kafka_user_secret == "etl-userstream-ingest"
     assert other.kafka_ca_secret == "etl-userstream-kafka-cluster-ca-cert"
     assert other.postgres_secret == "etl-userstream-staging-app"
-    assert other.cassandra_secret == "etl-userstream-cassandra-reader"
+    assert other.kafka_health_secret == "etl-userstream-health"
     assert other.spark_application == "etl-userstream-stream"
     assert chart_objects(load_settings(dag_release="userstream-b")).spark_application == "userstream-b-stream"
     explicit = dag_settings(monkeypatch, USERSTREAM_DAG_RELEASE="etl", USERSTREAM_DAG_POSTGRES_SECRET="pg")

@@ -75,13 +75,12 @@ def test_users_ingest_launches_one_pod(dagbag: Any) -> None:
     assert task.on_finish_action.value == "delete_succeeded_pod"
 
 
-def test_users_stream_health_checks_the_app_then_the_rows(dagbag: Any) -> None:
+def test_users_stream_health_checks_the_app_then_the_lag(dagbag: Any) -> None:
     dag = dagbag.dags["users_stream_health"]
     running = dag.get_task("spark_application_running")
-    fresh = dag.get_task("rows_are_fresh")
-    assert fresh.upstream_task_ids == {running.task_id}
-    assert fresh.cmds == ["python", "/opt/userstream/checks/freshness.py"]
-    assert fresh.arguments[:1] == ["--max-age-minutes"]
+    lag = dag.get_task("stream_keeps_up")
+    assert lag.upstream_task_ids == {running.task_id}
+    assert lag.cmds == ["python", "-m", "userstream.stream.health_check"]
     assert dag.schedule == "*/15 * * * *"
 
 

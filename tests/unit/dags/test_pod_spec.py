@@ -48,21 +48,21 @@ def ingest_pod(dagbag: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def freshness_pod(dagbag: Any) -> dict[str, Any]:
-    return build_pod(dagbag, "users_stream_health", "rows_are_fresh", {})
+def health_pod(dagbag: Any) -> dict[str, Any]:
+    return build_pod(dagbag, "users_stream_health", "stream_keeps_up", {})
 
 
 def kubernetes_version() -> str:
     return version("KUBERNETES_VERSION")
 
 
-@pytest.mark.parametrize("pod_fixture", ["ingest_pod", "freshness_pod"])
+@pytest.mark.parametrize("pod_fixture", ["ingest_pod", "health_pod"])
 def test_pod_is_valid_for_the_pinned_kubernetes(pod_fixture: str, request: pytest.FixtureRequest) -> None:
     pod = request.getfixturevalue(pod_fixture)
     kubernetes_validate.validate(pod, kubernetes_version(), strict=True)
 
 
-@pytest.mark.parametrize("pod_fixture", ["ingest_pod", "freshness_pod"])
+@pytest.mark.parametrize("pod_fixture", ["ingest_pod", "health_pod"])
 def test_pod_runs_as_non_root_without_api_access(pod_fixture: str, request: pytest.FixtureRequest) -> None:
     pod = request.getfixturevalue(pod_fixture)
     spec = pod["spec"]
@@ -125,19 +125,19 @@ def test_ingest_pod_mounts_the_kafka_cluster_ca(ingest_pod: dict[str, Any]) -> N
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]], "a writable /tmp on a read-only root"
 
 
-def test_freshness_pod_reads_cassandra_credentials_by_reference(freshness_pod: dict[str, Any]) -> None:
-    (container,) = freshness_pod["spec"]["containers"]
-    assert container["command"] == ["python", "/opt/userstream/checks/freshness.py"]
+def test_health_pod_reads_the_health_kafka_user_by_reference(health_pod: dict[str, Any]) -> None:
+    (container,) = health_pod["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "userstream.stream.health_check"]
     env = {item["name"]: item for item in container["env"]}
-    for name, key in (
-        ("USERSTREAM_CASSANDRA_USERNAME", "username"),
-        ("USERSTREAM_CASSANDRA_PASSWORD", "password"),
-    ):
-        # the read-only role charts/userstream creates, never the superuser
-        assert env[name]["valueFrom"]["secretKeyRef"] == {
-            "name": "userstream-cassandra-reader",
-            "key": key,
-        }
+    # the chart's Describe-only KafkaUser, never the ingestion's or the stream's
+    assert env["USERSTREAM_KAFKA_USERNAME"]["value"] == "userstream-health"
+    assert env["USERSTREAM_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "userstream-health",
+        "key": "password",
+    }
+    assert not any(name.startswith("USERSTREAM_CASSANDRA") for name in env), "no Cassandra access"
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts == {"/etc/userstream/kafka-ca", "/tmp"}
 
 
 def test_pod_follows_the_dag_configuration() -> None:
@@ -172,22 +172,26 @@ def test_pods_read_a_platform_kafka_and_cassandra_from_the_named_secrets(
         "USERSTREAM_DAG_KAFKA_TLS": "false",
         "USERSTREAM_DAG_POSTGRES_SECRET": "staging-db",
         "USERSTREAM_DAG_POSTGRES_DSN_KEY": "dsn",
-        "USERSTREAM_DAG_CASSANDRA_SECRET": "cass-reader",
-        "USERSTREAM_DAG_CASSANDRA_USERNAME_KEY": "login",
-        "USERSTREAM_DAG_CASSANDRA_PASSWORD_KEY": "secret",
+        "USERSTREAM_DAG_KAFKA_HEALTH_SECRET": "userstream-kafka-health",
     }.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
     refs = {
         env.name: (env.value_from.secret_key_ref.name, env.value_from.secret_key_ref.key)
-        for env in pods.ingest_env(settings) + pods.freshness_env(settings)
+        for env in pods.ingest_env(settings)
     }
     assert refs == {
         "USERSTREAM_KAFKA_USERNAME": ("userstream-kafka-ingest", "user"),
         "USERSTREAM_KAFKA_PASSWORD": ("userstream-kafka-ingest", "pass"),
         "USERSTREAM_POSTGRES_DSN": ("staging-db", "dsn"),
-        "USERSTREAM_CASSANDRA_USERNAME": ("cass-reader", "login"),
-        "USERSTREAM_CASSANDRA_PASSWORD": ("cass-reader", "secret"),
+    }
+    health = {
+        env.name: (env.value_from.secret_key_ref.name, env.value_from.secret_key_ref.key)
+        for env in pods.health_env(settings)
+    }
+    assert health == {
+        "USERSTREAM_KAFKA_USERNAME": ("userstream-kafka-health", "user"),
+        "USERSTREAM_KAFKA_PASSWORD": ("userstream-kafka-health", "pass"),
     }
     assert [volume.name for volume in pods.ingest_volumes(settings)] == ["tmp"]
     # the defaults stay Strimzi's: the KafkaUser's name is the user name
