@@ -142,10 +142,12 @@ smoke: install artifacts ## Round trip through every local server (topic, row, S
 ##@ Benchmarks
 
 BENCH_RECORDS ?= 40000
+BENCH_OUTPUT ?= bench/results/latest.json
 .PHONY: bench
-bench: install artifacts ## Throughput, freshness and memory of the pipeline on the local stack (prints figures)
+bench: install artifacts ## Throughput, write ceiling, freshness, memory, cores and batch sizes on the local stack (prints figures, writes JSON and a plot)
 	$(USERSTREAM) local up
-	$(PY) bench/pipeline_bench.py --records $(BENCH_RECORDS)
+	$(PY) bench/pipeline_bench.py --records $(BENCH_RECORDS) --output $(BENCH_OUTPUT)
+	$(PY) bench/plot.py $(BENCH_OUTPUT) bench/results/throughput.png
 
 .PHONY: clean
 clean: ## Remove caches of Python tools (keeps .venv, .cache and the local stack's data)

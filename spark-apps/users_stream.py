@@ -33,7 +33,7 @@ def main() -> int:
         return 2
     logging.getLogger("users_stream").info(
         "stopped after %d micro-batches: stored %d, dead-lettered %d",
-        len(totals.batches),
+        totals.batch_count,
         totals.stored,
         totals.dead_lettered,
     )

@@ -34,6 +34,11 @@ from userstream import __version__
 ENV_PREFIX = "USERSTREAM_"
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Cassandra consistency levels (CQL protocol v5 names; SERIAL levels apply to lightweight transactions only)
+WriteConsistency = Literal[
+    "ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"
+]
+ReadConsistency = Literal["ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "LOCAL_ONE"]
 _CQL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
 
@@ -105,7 +110,29 @@ class Settings(BaseSettings):
         None, description="Password of USERSTREAM_CASSANDRA_USERNAME (from a Secret in a cluster)."
     )
     cassandra_write_concurrency: int = Field(
-        64, ge=1, le=1024, description="Concurrent Cassandra writes per Spark task."
+        128,
+        ge=1,
+        le=1024,
+        description="Most Cassandra writes in flight per Spark task (asynchronous requests of the "
+        "stream's Java writer).",
+    )
+    cassandra_write_consistency: WriteConsistency = Field(
+        "LOCAL_QUORUM",
+        description="Consistency level of the stream's upserts (a majority of the local data "
+        "center's replicas acknowledges each row).",
+    )
+    cassandra_read_consistency: ReadConsistency = Field(
+        "LOCAL_QUORUM",
+        description="Consistency level of the read-backs that reconcile what was stored (run "
+        "summary, checks, tests, benchmark); with the write level it must overlap the replicas "
+        "written, which LOCAL_QUORUM on both does.",
+    )
+    cassandra_retry_deadline_seconds: float = Field(
+        600.0,
+        ge=1,
+        description="How long the stream's writer keeps retrying (capped exponential backoff) while "
+        "Cassandra is unreachable or failing writes transiently, e.g. during a restart; past it the "
+        "micro-batch fails and the process exits non-zero (it resumes from its checkpoint).",
     )
 
     # --- PostgreSQL staging ------------------------------------------------------------------
@@ -183,7 +210,6 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, description="Records larger than this are dead-lettered (reason too_large)."
     )
     spark_master: str = Field("local[2]", description="Spark master for local runs.")
-    stream_write_retries: int = Field(5, ge=0, description="Retries of a failed Cassandra write batch.")
     dlq_max_value_bytes: int = Field(
         64 * 1024,
         ge=0,
@@ -388,6 +414,11 @@ class Settings(BaseSettings):
         if not _CQL_NAME_RE.match(value):
             raise ValueError(f"{value!r} must be lower-case letters, digits and '_' (max 48)")
         return value
+
+    @field_validator("cassandra_write_consistency", "cassandra_read_consistency", mode="before")
+    @classmethod
+    def _upper_consistency(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("cassandra_replication")
     @classmethod

@@ -174,18 +174,17 @@ def test_poison_records_are_dead_lettered_and_the_stream_keeps_running(
 def test_a_row_the_sink_cannot_bind_is_dead_lettered_not_retried_forever(
     stack_settings, unique_names, tmp_path, spark, monkeypatch
 ):
-    """The sink's own guard, without the parse check: Cassandra's driver refuses the row for good."""
-    from pyspark.sql import functions as F
-
+    """The sink's own guard, without the parse check: the Java writer cannot bind an id that is no
+    UUID, and refuses the row for good."""
     from userstream.stream import transforms
 
-    # parse without the non-finite check (a size limit of its own: the parse columns are rebuilt)
-    monkeypatch.setattr(transforms, "_non_finite", lambda value: F.lit(False))
-    settings = isolated(stack_settings, unique_names, tmp_path, stream_max_record_bytes=64 * 1024 + 7)
+    # parse without the id check (a size limit of its own: the parse columns are rebuilt)
+    monkeypatch.setattr(transforms, "UUID_PATTERN", r"^.*$")
+    settings = isolated(stack_settings, unique_names, tmp_path, stream_max_record_bytes=64 * 1024 + 11)
     migrate(settings)
     ensure_topics(settings)
     valid = [_message(settings, i) for i in range(3)]
-    poison = encode_message(_with_coordinate(_message(settings, 50), "latitude", "NaN"))
+    poison = encode_message({**_message(settings, 50), "id": "not-a-uuid"})
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options(), acks="all"
     )
@@ -205,8 +204,8 @@ def test_a_row_the_sink_cannot_bind_is_dead_lettered_not_retried_forever(
     assert set(letters) == {"poison-bind"}
     headers = letters["poison-bind"]
     assert headers["dlq.reason"] == "sink_rejected"
-    assert headers["dlq.detail"].startswith("TypeError: "), headers
-    assert "latitude" in headers["dlq.detail"]
+    assert headers["dlq.detail"].startswith("IllegalArgumentException: "), headers
+    assert "not-a-uuid" in headers["dlq.detail"]
     assert headers["dlq.source.offset"] == str(source.offset)
     assert (totals.rows_in, totals.stored, totals.dead_lettered) == (4, 3, 1)
 

@@ -17,7 +17,6 @@ from userstream.ingest.staging import StagedRow
 from userstream.settings import load_settings
 from userstream.storage.client import CassandraConfig
 from userstream.stream.runner import committed_offsets
-from userstream.stream.sink import record_parameters
 
 
 def test_message_of_a_staged_row_follows_the_contract() -> None:
@@ -47,20 +46,6 @@ def test_the_producer_is_idempotent_and_waits_for_all_replicas() -> None:
     assert options["compression_type"] == "gzip"
     assert options["bootstrap_servers"] == ["a:1", "b:2"]
     assert options["security_protocol"] == "PLAINTEXT"
-
-
-def test_records_become_driver_parameters_in_table_order() -> None:
-    names = contract.table_definition().column_names
-    record = dict.fromkeys(names)
-    rid = uuid.uuid4()
-    dob_millis = int(datetime(1990, 1, 1, tzinfo=UTC).timestamp() * 1000)
-    record.update(id=str(rid), first_name="Zoë", dob=dob_millis, age=35, dlq_reason=None)
-    params = record_parameters(record)
-    assert len(params) == len(names)
-    assert params[names.index("id")] == rid
-    assert params[names.index("first_name")] == "Zoë"
-    assert params[names.index("dob")] == dob_millis
-    assert params[names.index("age")] == 35
 
 
 def test_cassandra_config_is_plain_and_hashable() -> None:

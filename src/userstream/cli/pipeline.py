@@ -193,13 +193,13 @@ def _stream(args: argparse.Namespace) -> int:
         )
     console.result(
         {
-            "micro_batches": len(totals.batches),
+            "micro_batches": totals.batch_count,
             "rows_in": totals.rows_in,
             "stored": totals.stored,
             "dead_lettered": totals.dead_lettered,
         },
         [
-            f"stream stopped: {len(totals.batches)} micro-batches, rows in {totals.rows_in}, "
+            f"stream stopped: {totals.batch_count} micro-batches, rows in {totals.rows_in}, "
             f"stored {totals.stored}, dead-lettered {totals.dead_lettered}"
         ],
     )

@@ -153,7 +153,7 @@ class RunSummary:
             "stream_seconds": round(self.stream_seconds, 3),
             "ingest_records_per_second": round(self.ingest.rate, 1),
             "stream_records_per_second": round(self.stream_rate(), 1),
-            "micro_batches": len(self.stream.batches),
+            "micro_batches": self.stream.batch_count,
             "stream_busy_seconds": round(self.stream.busy_seconds(), 3),
             "sample_rows": json.loads(json.dumps(self.samples, default=str)),
         }
@@ -174,7 +174,7 @@ class RunSummary:
             f"stream {self.stream_seconds:.1f} s)",
             f"  throughput      ingest {self.ingest.rate:,.0f} records/s; stream "
             f"{self.stream_rate():,.0f} records/s "
-            f"({processed} processed in {len(self.stream.batches)} micro-batches, {busy:.1f} s busy)",
+            f"({processed} processed in {self.stream.batch_count} micro-batches, {busy:.1f} s busy)",
             "  sample rows:",
             *[f"    {row}" for row in self.samples],
         ]

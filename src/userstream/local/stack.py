@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from userstream.errors import UserstreamError
-from userstream.local import artifacts, processes
+from userstream.local import artifacts, processes, writer_jar
 from userstream.local.cassandra import CassandraServer
 from userstream.local.component import Component, NotReady, StartError
 from userstream.local.kafka import KafkaServer
@@ -180,7 +180,12 @@ class LocalStack:
 
     # --- artifacts -----------------------------------------------------------------------------
     def fetch(self, *, force: bool = False) -> dict[str, Path]:
-        return artifacts.resolve_all(self.settings.cache_dir, force=force, echo=self.echo)
+        """The jars of the servers and of Spark's Kafka connector (resolved), and the stream's
+        Cassandra writer (built from spark-apps/cassandra-writer)."""
+        folders = artifacts.resolve_all(self.settings.cache_dir, force=force, echo=self.echo)
+        jar = writer_jar.build(self.settings.cache_dir, force=force, echo=self.echo)
+        folders[writer_jar.NAME] = jar.parent
+        return folders
 
     # --- status --------------------------------------------------------------------------------
     def status_of(self, component: Component) -> ComponentStatus:

@@ -102,7 +102,9 @@ def build(
             "package",
         ]  # fmt: skip
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=MVN_TIMEOUT_S, check=False)
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=MVN_TIMEOUT_S, check=False
+            )
         except subprocess.TimeoutExpired:
             raise UserstreamError(
                 f"mvn did not build the Cassandra writer within {MVN_TIMEOUT_S} s: check that the Maven "
@@ -111,7 +113,9 @@ def build(
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
             raise UserstreamError(f"mvn failed to build the Cassandra writer ({module}):\n{tail}")
-        shaded = [p for p in (work / "target").glob("userstream-cassandra-writer-*.jar") if "original" not in p.name]
+        shaded = [
+            p for p in (work / "target").glob("userstream-cassandra-writer-*.jar") if "original" not in p.name
+        ]
         if len(shaded) != 1:
             raise UserstreamError(f"mvn built no single writer jar in {work / 'target'}: {shaded}")
         output = Path(tmp) / "out"

@@ -31,8 +31,10 @@ class CassandraConfig:
     table: str
     username: str | None = None
     password: str | None = None
-    concurrency: int = 64
-    retries: int = 5
+    concurrency: int = 128
+    write_consistency: str = "LOCAL_QUORUM"
+    read_consistency: str = "LOCAL_QUORUM"
+    retry_deadline_seconds: float = 600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CassandraConfig:
@@ -45,12 +47,16 @@ class CassandraConfig:
             username=settings.cassandra_username,
             password=settings.cassandra_password.get_secret_value() if settings.cassandra_password else None,
             concurrency=settings.cassandra_write_concurrency,
-            retries=settings.stream_write_retries,
+            write_consistency=settings.cassandra_write_consistency,
+            read_consistency=settings.cassandra_read_consistency,
+            retry_deadline_seconds=settings.cassandra_retry_deadline_seconds,
         )
 
 
 def connect(config: CassandraConfig, keyspace: str | None = None) -> tuple[Any, Any]:
-    """A (Cluster, Session) pair; the caller shuts the cluster down."""
+    """A (Cluster, Session) pair; the caller shuts the cluster down. Its statements run at the read
+    consistency level unless they set their own (the stream writes from the JVM, not from here)."""
+    from cassandra import ConsistencyLevel
     from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -60,6 +66,7 @@ def connect(config: CassandraConfig, keyspace: str | None = None) -> tuple[Any, 
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=config.local_dc)),
         request_timeout=30,
+        consistency_level=ConsistencyLevel.name_to_value[config.read_consistency],
     )
     auth = PlainTextAuthProvider(config.username, config.password) if config.username else None
     cluster = Cluster(
@@ -90,10 +97,13 @@ def connect_until(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     interval: float = 10.0,
+    first_interval: float = 0.5,
 ) -> tuple[Any, Any]:
     """Connect, retrying for up to ``wait_seconds`` while Cassandra does not accept CQL yet (a new
-    datacenter takes minutes); the last error is raised once the deadline has passed."""
+    datacenter takes minutes, a restart seconds): capped exponential backoff from
+    ``first_interval`` to ``interval``; the last error is raised once the deadline has passed."""
     deadline = clock() + wait_seconds
+    attempt = 0
     while True:
         try:
             return connector(config)
@@ -104,7 +114,19 @@ def connect_until(
                     f"Cassandra did not accept CQL within {wait_seconds:.0f}s: {exc}"
                 ) from None
             log.warning("Cassandra not ready (%s); retrying for another %.0fs", exc, left)
-            sleep(min(interval, left))
+            sleep(min(backoff_seconds(attempt, first_interval, interval), left))
+            attempt += 1
+
+
+def backoff_seconds(attempt: int, first: float, cap: float) -> float:
+    """Capped exponential backoff: ``first * 2**attempt``, at most ``cap``."""
+    return float(min(cap, first * 2 ** min(attempt, 30)))
+
+
+def read_consistency(config: CassandraConfig) -> Any:
+    from cassandra import ConsistencyLevel
+
+    return ConsistencyLevel.name_to_value[config.read_consistency]
 
 
 # --- reading back (run summary, tests, benchmark) --------------------------------------------
@@ -114,6 +136,7 @@ def existing_ids(
     from cassandra.concurrent import execute_concurrent_with_args
 
     statement = session.prepare(f"SELECT id FROM {config.keyspace}.{config.table} WHERE id = ?")  # noqa: S608
+    statement.consistency_level = read_consistency(config)
     wanted = [(value,) for value in ids]
     found: set[uuid.UUID] = set()
     for ok, result in execute_concurrent_with_args(session, statement, wanted, concurrency=concurrency):
@@ -123,6 +146,9 @@ def existing_ids(
 
 
 def count_rows(session: Any, config: CassandraConfig) -> int:
+    from cassandra.query import SimpleStatement
+
     query = f"SELECT count(*) FROM {config.keyspace}.{config.table}"  # noqa: S608
-    row = session.execute(query, timeout=120).one()
+    statement = SimpleStatement(query, consistency_level=read_consistency(config))
+    row = session.execute(statement, timeout=120).one()
     return int(row[0])

@@ -1,10 +1,12 @@
 """The streaming query: Kafka -> parse/validate/flatten -> Cassandra, rejects -> dead-letter topic.
 
-Each micro-batch (``foreachBatch``) is parsed once and persisted; one pass over it on the
-executors upserts the valid rows into Cassandra and counts every record by reason; when that count
-found rejects, they are written to the dead-letter topic with Spark's Kafka batch sink (from the
-persisted parse). Only then does Spark commit the batch to the checkpoint. A crash anywhere in
-between replays the batch from the checkpoint: dead letters may repeat, rows are rewritten with
+Each micro-batch (``foreachBatch``) is parsed once, nothing cached: one job on the executors (the
+Java writer of :mod:`userstream.stream.sink`) upserts the valid rows into Cassandra and counts
+every record by reason, returning the Kafka partition and offset of each rejected one. When there
+are rejects, a second job picks exactly those records out of the micro-batch (Spark reads the same
+offsets from Kafka again; only they are parsed again) and writes them to the dead-letter topic with
+Spark's Kafka batch sink. Only then does Spark commit the batch to the checkpoint. A crash anywhere
+in between replays the batch from the checkpoint: dead letters may repeat, rows are rewritten with
 the same ids, nothing is lost. A query that fails stops the process with a non-zero exit.
 """
 
@@ -15,6 +17,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -24,7 +27,7 @@ from userstream.settings import Settings
 from userstream.storage.client import CassandraConfig
 from userstream.stream import transforms
 from userstream.stream.progress_commit import ProgressCommitter
-from userstream.stream.sink import record_writer
+from userstream.stream.sink import JvmSink
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -50,37 +53,49 @@ class BatchStats:
     finished_at: float
 
 
+RECENT_BATCHES = 100
+
+
 @dataclass
 class StreamTotals:
-    batches: list[BatchStats] = field(default_factory=list)
+    """Totals over every micro-batch, and the stats of the most recent ones only (a stream runs for
+    months: its memory must not grow with the number of batches)."""
+
+    window: int = RECENT_BATCHES
+    recent: deque[BatchStats] = field(init=False)
+    batch_count: int = 0
+    rows_in: int = 0
+    stored: int = 0
+    dead_lettered: int = 0
+    first_active_began: float | None = None
+    last_active_finished: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.recent = deque(maxlen=self.window)
 
     def add(self, stats: BatchStats) -> None:
         with self.lock:
-            self.batches.append(stats)
-
-    @property
-    def rows_in(self) -> int:
-        return sum(b.rows_in for b in self.batches)
-
-    @property
-    def stored(self) -> int:
-        return sum(b.stored for b in self.batches)
-
-    @property
-    def dead_lettered(self) -> int:
-        return sum(b.dead_lettered for b in self.batches)
+            self.recent.append(stats)
+            self.batch_count += 1
+            self.rows_in += stats.rows_in
+            self.stored += stats.stored
+            self.dead_lettered += stats.dead_lettered
+            if stats.rows_in:
+                began = stats.finished_at - stats.seconds
+                if self.first_active_began is None or began < self.first_active_began:
+                    self.first_active_began = began
+                if self.last_active_finished is None or stats.finished_at > self.last_active_finished:
+                    self.last_active_finished = stats.finished_at
 
     def busy_seconds(self) -> float:
         """Wall time from the start of the first batch with input to the end of the last one."""
-        active = [b for b in self.batches if b.rows_in]
-        if not active:
+        if self.first_active_began is None or self.last_active_finished is None:
             return 0.0
-        return max(b.finished_at for b in active) - min(b.finished_at - b.seconds for b in active)
+        return self.last_active_finished - self.first_active_began
 
     def last_activity(self) -> float | None:
-        active = [b.finished_at for b in self.batches if b.rows_in]
-        return max(active) if active else None
+        return self.last_active_finished
 
 
 class BatchWriter:
@@ -91,53 +106,57 @@ class BatchWriter:
         self.cassandra = CassandraConfig.from_settings(settings)
         self.kafka_options = {**settings.spark_kafka_options(), "kafka.acks": "all"}
         self.totals = totals or StreamTotals()
+        self._sinks: dict[object, JvmSink] = {}
+
+    def sink(self, spark: SparkSession) -> JvmSink:
+        """The Java writer's handle, made once per Spark session."""
+        key = spark._jsparkSession  # type: ignore[attr-defined]
+        if key not in self._sinks:
+            self._sinks.clear()
+            self._sinks[key] = JvmSink(spark, self.cassandra)
+        return self._sinks[key]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         began = time.monotonic()
-        parsed = transforms.parse(batch, self.settings.stream_max_record_bytes).persist()
-        try:
-            # one pass: the executors upsert the valid records and count every record by reason
-            counts: dict[str | None, int] = {}
-            stored = 0
-            rejections: list[tuple[int, int, str, str]] = []
-            for partition_counts, partition_stored, partition_rejections in (
-                transforms.sink_records(parsed)
-                .toJSON()
-                .mapPartitions(record_writer(self.cassandra, transforms.REASON))
-                .collect()
-            ):
-                stored += partition_stored
-                rejections += partition_rejections
-                for reason, n in partition_counts.items():
-                    counts[reason] = counts.get(reason, 0) + n
-            rows_in = sum(counts.values())
-            rejected = {reason: n for reason, n in counts.items() if reason is not None}
-            dead = sum(rejected.values())
-            if dead:  # from the persisted parse: no second read of Kafka, no second parse
-                letters = parsed
-                if rejections:  # rows the sink refused for good: dead-lettered, not retried forever
-                    found = batch.sparkSession.createDataFrame(rejections, transforms.SINK_REJECTION_SCHEMA)
-                    letters = transforms.with_sink_rejections(parsed, found)
-                (
-                    transforms.dead_letter_sink_frame(
-                        transforms.dead_letters(letters, self.settings.dlq_max_value_bytes)
-                    )
-                    .write.format("kafka")
-                    .options(**self.kafka_options)
-                    .option("topic", self.settings.kafka_dlq_topic)
-                    .save()
+        max_bytes = self.settings.stream_max_record_bytes
+        # one pass: the executors upsert the valid records and count every record by reason
+        result = self.sink(batch.sparkSession).write(
+            transforms.sink_frame(transforms.parse(batch, max_bytes))
+        )
+        rejected = dict(sorted(result.reasons.items()))
+        if result.rejections is not None:
+            # the rejected records only, read again from the micro-batch's offsets and parsed again;
+            # rows the sink refused for good are marked with its reason (never retried forever)
+            sink_refused = result.rejections.where(result.rejections["reason"] == transforms.SINK_REJECTED)
+            letters = transforms.with_sink_rejections(
+                transforms.parse(transforms.only_records(batch, result.rejections), max_bytes), sink_refused
+            )
+            (
+                transforms.dead_letter_sink_frame(
+                    transforms.dead_letters(letters, self.settings.dlq_max_value_bytes)
                 )
-        finally:
-            parsed.unpersist()
-        stats = BatchStats(batch_id, rows_in, stored, dead, time.monotonic() - began, rejected, time.time())
+                .write.format("kafka")
+                .options(**self.kafka_options)
+                .option("topic", self.settings.kafka_dlq_topic)
+                .save()
+            )
+        stats = BatchStats(
+            batch_id,
+            result.rows_in,
+            result.stored,
+            result.dead_lettered,
+            time.monotonic() - began,
+            rejected,
+            time.time(),
+        )
         self.totals.add(stats)
-        if rows_in or batch_id % 50 == 0:
+        if result.rows_in or batch_id % 50 == 0:
             log.info(
                 "batch %d: rows in %d, stored %d, dead-lettered %d%s, latency %.2fs",
                 batch_id,
-                rows_in,
-                stored,
-                dead,
+                result.rows_in,
+                result.stored,
+                result.dead_lettered,
                 f" {rejected}" if rejected else "",
                 stats.seconds,
             )

@@ -10,6 +10,10 @@ Ivy at run time). Where they come from:
 * otherwise, when the connector is already on Spark's own classpath (``$SPARK_HOME/jars`` of an
   image that copied it there), nothing needs to be added.
 
+The stream's Cassandra writer (``spark-apps/cassandra-writer``, Java) is found the same way: in
+that folder, else ``<cache_dir>/jars/cassandra-writer`` built by ``userstream local fetch``, else
+``$SPARK_HOME/jars`` (the Spark image builds it there).
+
 When the driver was launched by ``spark-submit`` (the Spark operator in the cluster), master and
 classpath are already decided by the submission; this module then only names the application and
 sets the small SQL defaults.
@@ -90,6 +94,29 @@ def connector_jars(settings: Settings) -> list[Path]:
     )
 
 
+WRITER_JAR_GLOB = "userstream-cassandra-writer*.jar"
+
+
+def writer_jars(settings: Settings) -> list[Path]:
+    """The stream's Cassandra writer jar to add with ``spark.jars`` (empty when Spark has it: in
+    ``USERSTREAM_SPARK_JARS_DIR`` or ``$SPARK_HOME/jars`` of the image)."""
+    if settings.spark_jars_dir is not None and any(settings.spark_jars_dir.glob(WRITER_JAR_GLOB)):
+        return []  # connector_jars adds the whole folder
+    from userstream.local import writer_jar
+
+    built = writer_jar.built_jar(settings.cache_dir)
+    if built is not None:
+        return [built]
+    builtin = spark_home_jars()
+    if builtin is not None and any(builtin.glob(WRITER_JAR_GLOB)):
+        return []
+    raise UserstreamError(
+        f"the stream's Cassandra writer jar is not built from the current sources in "
+        f"{writer_jar.folder(settings.cache_dir)}: run `userstream local fetch` (or `make artifacts`), "
+        "which builds spark-apps/cassandra-writer with Maven"
+    )
+
+
 def build_spark_session(
     settings: Settings, app_name: str, *, master: str | None = None, output: Path | None = None
 ) -> SparkSession:
@@ -115,7 +142,7 @@ def build_spark_session(
         # the launcher puts these on the driver JVM's command line (client mode)
         log4j = f"-Dlog4j2.configurationFile={LOG4J_CONFIG}"
         builder = builder.config("spark.driver.extraJavaOptions", log4j)
-        jars = connector_jars(settings)
+        jars = connector_jars(settings) + writer_jars(settings)
         if jars:
             builder = builder.config("spark.jars", ",".join(str(p) for p in jars))
         if output is not None:

@@ -97,7 +97,7 @@ REASONS = (
     "sink_rejected",
 )
 SINK_REJECTED = "sink_rejected"
-# the schema of the rows the sink could not write (``sink.record_writer`` reports them)
+# the schema of the rejected records the sink reports (``stream.sink.JvmSink``)
 SINK_REJECTION_SCHEMA = "partition int, offset long, reason string, detail string"
 DEFAULT_DLQ_MAX_VALUE_BYTES = 64 * 1024
 DLQ_MAX_DETAIL_CHARS = 1000
@@ -333,21 +333,18 @@ def valid_rows(parsed: DataFrame) -> DataFrame:
     )
 
 
-def sink_records(parsed: DataFrame) -> DataFrame:
-    """Every record for the executors' one-pass sink (``sink.record_writer``).
-
-    Valid records carry the table columns (the values of :func:`valid_rows`, timestamps as epoch
-    milliseconds, which the Cassandra driver takes as they are); rejected ones only their reason
-    (``dlq_reason``). Meant to cross to the Python workers as JSON text (``DataFrame.toJSON``):
-    plain UTF-8 strings are far cheaper to hand over than pickled Rows.
-    """
+def sink_frame(parsed: DataFrame) -> DataFrame:
+    """Every record for the Java sink (``stream.sink.JvmSink``), one row each: Kafka ``partition``
+    and ``offset``, the rejection reason (``dlq_reason``, null when valid), then the table's columns
+    in table order (null for rejected records): the values of :func:`valid_rows`, timestamps as epoch
+    milliseconds."""
     return parsed.select(*_built_once("sink", 0, _build_sink_columns))
 
 
 def _build_sink_columns(_: int) -> tuple[Column, ...]:
     definition = contract.table_definition()
     valid = F.col(REASON).isNull()
-    columns = [F.col(REASON)]
+    columns = [F.col("partition"), F.col("offset"), F.col(REASON)]
     for column in definition.columns:
         value = column_expression(column)
         if column.type == "timestamp":
@@ -381,6 +378,14 @@ def with_sink_rejections(parsed: DataFrame, rejections: DataFrame) -> DataFrame:
         .withColumn(REASON, F.when(marked, F.col("_sink_reason")).otherwise(F.col(REASON)))
         .drop("_sink_partition", "_sink_offset", "_sink_reason", "_sink_detail")
     )
+
+
+def only_records(kafka_df: DataFrame, rejections: DataFrame) -> DataFrame:
+    """The records of ``kafka_df`` that ``rejections`` names by ``partition`` and ``offset`` (the
+    stream reads one topic, so they name a record): what the dead-letter topic gets, picked out of
+    the micro-batch before it is parsed again."""
+    keys = F.broadcast(rejections.select("partition", "offset").distinct())
+    return kafka_df.join(keys, ["partition", "offset"], "left_semi")
 
 
 def dead_letters(parsed: DataFrame, max_value_bytes: int = DEFAULT_DLQ_MAX_VALUE_BYTES) -> DataFrame:

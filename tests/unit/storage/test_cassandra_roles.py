@@ -83,7 +83,7 @@ class FakeTime:
         self.now += seconds
 
 
-def test_migration_waits_for_cql_until_cassandra_answers() -> None:
+def test_connecting_waits_for_cql_with_capped_exponential_backoff() -> None:
     time = FakeTime()
     attempts: list[float] = []
 
@@ -95,7 +95,7 @@ def test_migration_waits_for_cql_until_cassandra_answers() -> None:
 
     result = connect_until(CONFIG, 600, connector=connector, clock=time.clock, sleep=time.sleep, interval=10)
     assert result == ("cluster", "session")
-    assert attempts == [0, 10, 20, 30]
+    assert attempts == [0, 0.5, 1.5, 3.5]
 
 
 def test_migration_gives_up_at_its_deadline_with_the_last_error() -> None:
@@ -106,7 +106,7 @@ def test_migration_gives_up_at_its_deadline_with_the_last_error() -> None:
 
     with pytest.raises(CassandraError, match=r"did not accept CQL within 25s: connection refused"):
         connect_until(CONFIG, 25, connector=connector, clock=time.clock, sleep=time.sleep, interval=10)
-    assert time.sleeps == [10, 10, 5]
+    assert time.sleeps == [0.5, 1, 2, 4, 8, 9.5]
 
 
 def test_without_a_wait_the_first_error_is_final() -> None:

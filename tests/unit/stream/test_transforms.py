@@ -196,11 +196,16 @@ def test_every_reason_is_documented() -> None:
         assert f"``{reason}``" in (transforms.__doc__ or "")
 
 
-def test_sink_records_carry_the_valid_rows_and_only_the_reason_of_rejects(spark) -> None:
+def test_the_sink_frame_carries_the_source_the_reason_and_only_the_valid_rows(spark) -> None:
     document = user(50)
     parsed = transforms.parse(frame(spark, [encode(envelope(document)), b"{broken"]), MAX)
-    valid, rejected = [json.loads(text) for text in transforms.sink_records(parsed).toJSON().collect()]
-    assert rejected == {"dlq_reason": "malformed_json"}
+    valid, rejected = [row.asDict() for row in transforms.sink_frame(parsed).collect()]
+    names = contract.table_definition().column_names
+    assert list(valid) == ["partition", "offset", "dlq_reason", *names]  # the Java writer's layout
+    assert rejected["dlq_reason"] == "malformed_json"
+    assert rejected["offset"] == valid["offset"] + 1
+    assert all(rejected[name] is None for name in names)
+    assert valid["dlq_reason"] is None
     row = transforms.valid_rows(parsed).first()
     assert row is not None
     for column in contract.table_definition().columns:
@@ -209,7 +214,7 @@ def test_sink_records_carry_the_valid_rows_and_only_the_reason_of_rejects(spark)
             expected = round(expected.replace(tzinfo=UTC).timestamp() * 1000)
         if column.name == "processed_at":
             continue  # the time of each evaluation
-        assert valid.get(column.name) == expected, column.name
+        assert valid[column.name] == expected, column.name
 
 
 @pytest.mark.parametrize(

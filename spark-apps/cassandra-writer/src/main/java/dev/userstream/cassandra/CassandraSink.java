@@ -9,6 +9,7 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.types.DataType;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructField;
 import org.apache.spark.sql.types.StructType;
@@ -101,8 +102,20 @@ public final class CassandraSink {
     }
     List<String> columns =
         List.of(Arrays.copyOfRange(names, PartitionWriter.FIRST_COLUMN, names.length));
+    StructField[] fields = frame.schema().fields();
+    DataType[] types = new DataType[columns.size()];
+    for (int i = 0; i < types.length; i++) {
+      types[i] = fields[PartitionWriter.FIRST_COLUMN + i].dataType();
+    }
+    // Spark's internal rows, not external Rows: no per-value conversion
+    org.apache.spark.sql.classic.Dataset<Row> classic = (org.apache.spark.sql.classic.Dataset<Row>) frame;
     List<PartitionResult> parts =
-        frame.javaRDD().mapPartitions(new PartitionWriter(config, columns, sinkRejected)).collect();
+        classic
+            .queryExecution()
+            .toRdd()
+            .toJavaRDD()
+            .mapPartitions(new PartitionWriter(config, columns, types, sinkRejected))
+            .collect();
     return new BatchResult(frame.sparkSession(), parts);
   }
 }

@@ -8,7 +8,9 @@ import java.util.Collections;
 import java.util.Iterator;
 import java.util.List;
 import org.apache.spark.api.java.function.FlatMapFunction;
-import org.apache.spark.sql.Row;
+import org.apache.spark.sql.catalyst.InternalRow;
+import org.apache.spark.sql.types.DataType;
+import org.apache.spark.sql.types.DataTypes;
 
 /**
  * The task of one partition of a micro-batch: count every record by reason, upsert the valid ones
@@ -18,7 +20,7 @@ import org.apache.spark.sql.Row;
  * <p>The rows have the layout of {@link CassandraSink#write}: Kafka partition, Kafka offset,
  * rejection reason (null when valid), then the table's columns.
  */
-final class PartitionWriter implements FlatMapFunction<Iterator<Row>, PartitionResult> {
+final class PartitionWriter implements FlatMapFunction<Iterator<InternalRow>, PartitionResult> {
   private static final long serialVersionUID = 1L;
   static final int PARTITION = 0;
   static final int OFFSET = 1;
@@ -27,34 +29,37 @@ final class PartitionWriter implements FlatMapFunction<Iterator<Row>, PartitionR
 
   private final WriterConfig config;
   private final List<String> columns;
+  private final DataType[] sparkTypes;
   private final String sinkRejected;
 
-  PartitionWriter(WriterConfig config, List<String> columns, String sinkRejected) {
+  PartitionWriter(
+      WriterConfig config, List<String> columns, DataType[] sparkTypes, String sinkRejected) {
     this.config = config;
     this.columns = columns;
+    this.sparkTypes = sparkTypes;
     this.sinkRejected = sinkRejected;
   }
 
   @Override
-  public Iterator<PartitionResult> call(Iterator<Row> rows) {
+  public Iterator<PartitionResult> call(Iterator<InternalRow> rows) {
     PartitionResult result = new PartitionResult();
     if (!rows.hasNext()) {
       return Collections.singletonList(result).iterator();
     }
     CqlSession session = Sessions.session(config);
     PreparedStatement insert = Sessions.insert(config, columns);
-    RowBinder binder = new RowBinder(insert, FIRST_COLUMN);
+    RowBinder binder = new RowBinder(insert, FIRST_COLUMN, sparkTypes);
     AsyncUpserter upserter = new AsyncUpserter(config, session);
     // the Kafka source of every valid row sent, by tag (its index here)
     int[] partitions = new int[1024];
     long[] offsets = new long[1024];
     int sent = 0;
     while (rows.hasNext()) {
-      Row row = rows.next();
+      InternalRow row = rows.next();
       result.rowsIn++;
       int partition = row.getInt(PARTITION);
       long offset = row.getLong(OFFSET);
-      String reason = row.isNullAt(REASON) ? null : row.getString(REASON);
+      String reason = row.isNullAt(REASON) ? null : row.get(REASON, DataTypes.StringType).toString();
       if (reason != null) {
         result.add(new PartitionResult.Rejected(partition, offset, reason, null));
         continue;

@@ -18,8 +18,9 @@ import java.util.Map;
  * table into a copy of it. No Spark, no Python: what Cassandra on this machine accepts.
  *
  * <p>Usage: {@code java -cp <jar>:<slf4j-api> dev.userstream.cassandra.WriteCeiling key=value...}
- * with the keys of {@link WriterConfig} plus {@code source} (the table read) and {@code repeat}
- * (how many times the rows are written, default 1). Prints one JSON object.
+ * with the keys of {@link WriterConfig} plus {@code source} (the table read), {@code warmup} (untimed
+ * passes over the rows first, default 1: JIT and connections warm) and {@code repeat} (timed passes,
+ * default 1). Prints one JSON object.
  */
 public final class WriteCeiling {
   private WriteCeiling() {}
@@ -35,6 +36,7 @@ public final class WriteCeiling {
     }
     String source = options.remove("source");
     int repeat = Integer.parseInt(options.getOrDefault("repeat", "1"));
+    int warmup = Integer.parseInt(options.getOrDefault("warmup", "1"));
     WriterConfig config = WriterConfig.fromMap(options);
     try (CqlSession session = Sessions.connect(config)) {
       ResultSet rows =
@@ -54,26 +56,36 @@ public final class WriteCeiling {
             values.add(copy);
           });
       PreparedStatement insert = Sessions.insert(config, columns);
-      AsyncUpserter upserter = new AsyncUpserter(config, session);
-      long began = System.nanoTime();
-      for (int round = 0; round < repeat; round++) {
-        for (ByteBuffer[] row : values) {
-          BoundStatementBuilder builder = insert.boundStatementBuilder();
-          for (int i = 0; i < row.length; i++) {
-            builder = builder.setBytesUnsafe(i, row[i] == null ? null : row[i].duplicate());
-          }
-          upserter.submit(builder.build(), 0);
-        }
+      for (int round = 0; round < warmup; round++) {
+        pass(new AsyncUpserter(config, session), insert, values);
       }
-      long stored = upserter.finish();
+      long began = System.nanoTime();
+      long stored = 0;
+      long rejected = 0;
+      for (int round = 0; round < repeat; round++) {
+        AsyncUpserter upserter = new AsyncUpserter(config, session);
+        stored += pass(upserter, insert, values);
+        rejected += upserter.rejections().size();
+      }
       double seconds = (System.nanoTime() - began) / 1e9;
       System.out.printf(
           "{\"rows\": %d, \"rejected\": %d, \"seconds\": %.3f, \"rows_per_s\": %.1f, \"max_in_flight\": %d}%n",
           stored,
-          upserter.rejections().size(),
+          rejected,
           seconds,
           stored / seconds,
           config.maxInFlight);
     }
+  }
+
+  private static long pass(AsyncUpserter upserter, PreparedStatement insert, List<ByteBuffer[]> values) {
+    for (ByteBuffer[] row : values) {
+      BoundStatementBuilder builder = insert.boundStatementBuilder();
+      for (int i = 0; i < row.length; i++) {
+        builder = builder.setBytesUnsafe(i, row[i] == null ? null : row[i].duplicate());
+      }
+      upserter.submit(builder.build(), 0);
+    }
+    return upserter.finish();
   }
 }
