@@ -159,7 +159,7 @@ def stream_figures(output: str) -> dict[str, Any]:
 
 
 def stream_run(
-    settings: Settings, name: str, workdir: Path, code_dir: Path | None, **update: Any
+    settings: Settings, name: str, workdir: Path, code_dir: Path | None, expected: int, **update: Any
 ) -> dict[str, Any]:
     """``userstream stream`` over the whole topic from a fresh checkpoint; its figures."""
     run = settings.model_copy(
@@ -175,7 +175,7 @@ def stream_run(
     before = load()
     cassandra_before = cassandra_cpu_seconds(settings)
     code, wall, peak, output = run_measured(
-        [sys.executable, "-m", "userstream.cli", "stream", "--no-migrate", "--until-idle", "4"],
+        [sys.executable, "-m", "userstream.cli", "-v", "stream", "--no-migrate", "--until-idle", "30"],
         env,
         workdir / f"stream-{name}.log",
     )
@@ -183,6 +183,10 @@ def stream_run(
     if code:
         raise SystemExit(f"stream run {name} failed (exit {code}):\n{output[-3000:]}")
     figures = stream_figures(output)
+    if figures["processed"] < expected:
+        raise SystemExit(
+            f"stream run {name} processed {figures['processed']} of {expected} records; see {workdir}"
+        )
     records = figures["processed"] or 1
     figures.update(
         {
@@ -218,7 +222,9 @@ def write_ceiling(settings: Settings, in_flight: int, workdir: Path) -> dict[str
     spark_jars = spark_home_jars()
     if jar is None or spark_jars is None:
         raise SystemExit("the Cassandra writer jar is not built: run `make artifacts`")
-    slf4j = sorted(spark_jars.glob("slf4j-api-*.jar"))
+    # what the writer finds on Spark's classpath in the stream: slf4j and Jackson (see its pom.xml)
+    patterns = ("slf4j-api-*.jar", "jackson-*.jar")
+    provided = [p for pattern in patterns for p in sorted(spark_jars.glob(pattern))]
     options = {
         "contact_points": ",".join(config.contact_points),
         "port": config.port,
@@ -234,7 +240,7 @@ def write_ceiling(settings: Settings, in_flight: int, workdir: Path) -> dict[str
     }
     before = load()
     command = [
-        "java", "-Xmx1g", "-cp", os.pathsep.join(str(p) for p in [jar, *slf4j]), writer_jar.CEILING_CLASS,
+        "java", "-Xmx1g", "-cp", os.pathsep.join(str(p) for p in [jar, *provided]), writer_jar.CEILING_CLASS,
         *[f"{key}={value}" for key, value in options.items()],
     ]  # fmt: skip
     log = workdir / "ceiling.log"
@@ -281,7 +287,7 @@ def freshness(settings: Settings, rate: float, seconds: float, workdir: Path) ->
     batch_id = f"freshness-{uuid.uuid4().hex[:8]}"
     # messages made beforehand: the producer's loop only sends (the machine's cores are the stream's)
     messages = [_message(settings.synthetic_seed + 1, i, batch_id) for i in range(int(rate * seconds) + 1)]
-    command = [sys.executable, "-m", "userstream.cli", "stream", "--no-migrate", "--until-idle", "20"]
+    command = [sys.executable, "-m", "userstream.cli", "-v", "stream", "--no-migrate", "--until-idle", "20"]
     log = workdir / "stream-freshness.log"
     before = load()
     with open(log, "wb") as out:
@@ -397,7 +403,7 @@ def main() -> int:
     migrate(settings)
     before = load()
     code, _, ingest_peak, output = run_measured(
-        [sys.executable, "-m", "userstream.cli", "ingest", "--records", str(args.records),
+        [sys.executable, "-m", "userstream.cli", "-v", "ingest", "--records", str(args.records),
          "--batch-size", str(args.batch_size)],
         settings_env(settings),
         workdir / "ingest.log",
@@ -415,20 +421,20 @@ def main() -> int:
     print(f"  ingestion: {json.dumps(ingestion)}", flush=True)
 
     headline = stream_run(
-        settings, "headline", workdir, args.code, spark_master=args.master,
+        settings, "headline", workdir, args.code, args.records, spark_master=args.master,
         stream_max_offsets_per_trigger=args.max_offsets,
     )  # fmt: skip
     cores = {args.master: headline}
     if not args.no_cores:
         other = "local[1]" if args.master != "local[1]" else "local[2]"
         cores[other] = stream_run(
-            settings, other.replace("[", "").replace("]", ""), workdir, args.code, spark_master=other,
-            stream_max_offsets_per_trigger=args.max_offsets,
+            settings, other.replace("[", "").replace("]", ""), workdir, args.code, args.records,
+            spark_master=other, stream_max_offsets_per_trigger=args.max_offsets,
         )  # fmt: skip
     sweep = {args.max_offsets: headline}
     for size in [int(s) for s in args.sweep.split(",") if s.strip()]:
         sweep[size] = stream_run(
-            settings, f"batch{size}", workdir, args.code, spark_master=args.master,
+            settings, f"batch{size}", workdir, args.code, args.records, spark_master=args.master,
             stream_max_offsets_per_trigger=size,
         )  # fmt: skip
 

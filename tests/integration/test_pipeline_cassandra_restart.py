@@ -20,6 +20,7 @@ from userstream.contract.ids import record_id
 from userstream.ingest.run import ingest
 from userstream.ingest.sources.synthetic import SyntheticSource, generate
 from userstream.local.run import dead_letter_reasons
+from userstream.local.stack import LocalStack
 from userstream.settings import settings_env
 from userstream.storage.migration import migrate
 
@@ -54,21 +55,24 @@ def test_a_cassandra_restart_mid_stream_loses_nothing_and_needs_no_human(
         cassandra_retry_deadline_seconds=600,
     )
     migrate(settings)
+    # a stack object of its own: what it restarts stays running after the tier (the fixture's
+    # stack stops at the end only what the fixture itself started)
+    stack = LocalStack(local_stack.settings)
     source = SyntheticSource(settings.synthetic_seed, settings.synthetic_broken_rate)
     ingest(settings, source=source, records=n, batch_size=500)
     log_path = tmp_path / "stream.log"
-    command = [sys.executable, "-m", "userstream.cli", "stream", "--no-migrate", "--max-seconds", "900"]
+    command = [sys.executable, "-m", "userstream.cli", "-v", "stream", "--no-migrate", "--max-seconds", "900"]
     with open(log_path, "wb") as log:
         stream = subprocess.Popen(command, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: len(table_ids(settings)) >= 200, 300, "the first rows in Cassandra", interval=0.5)
 
-        assert local_stack.down(["cassandra"])
+        assert stack.down(["cassandra"])
         # more records arrive while Cassandra is down: micro-batches run and wait on their writes
         ingest(settings, source=source, records=2 * n, batch_size=500)
         time.sleep(15)  # longer than several micro-batches (trigger 1 s)
         assert stream.poll() is None, log_path.read_text(errors="replace")[-3000:]
-        local_stack.up(["cassandra"])
+        stack.up(["cassandra"])
 
         valid, broken = _expected(settings, 0, 2 * n)
         wait_for(lambda: len(table_ids(settings)) >= len(valid), 300, "every valid row after the restart")
@@ -78,8 +82,8 @@ def test_a_cassandra_restart_mid_stream_loses_nothing_and_needs_no_human(
         if stream.poll() is None:
             stream.send_signal(signal.SIGTERM)
         stream.wait(120)
-        if not local_stack.status_of(local_stack.component("cassandra")).healthy:
-            local_stack.up(["cassandra"])
+        if not stack.status_of(stack.component("cassandra")).healthy:
+            stack.up(["cassandra"])
     output = log_path.read_text(errors="replace")
     assert stream.returncode == 0, output[-3000:]
     assert "retrying" in output  # the writer did wait for Cassandra
@@ -113,7 +117,7 @@ def test_past_the_retry_deadline_the_stream_exits_non_zero_naming_the_setting(
     )
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "userstream.cli", "stream", "--no-migrate", "--max-seconds", "300"],
+        [sys.executable, "-m", "userstream.cli", "-v", "stream", "--no-migrate", "--max-seconds", "300"],
         env=settings_env(nowhere),
         capture_output=True,
         text=True,

@@ -2,12 +2,13 @@
 
 Each micro-batch (``foreachBatch``) is parsed once, nothing cached: one job on the executors (the
 Java writer of :mod:`userstream.stream.sink`) upserts the valid rows into Cassandra and counts
-every record by reason, returning the Kafka partition and offset of each rejected one. When there
-are rejects, a second job picks exactly those records out of the micro-batch (Spark reads the same
-offsets from Kafka again; only they are parsed again) and writes them to the dead-letter topic with
-Spark's Kafka batch sink. Only then does Spark commit the batch to the checkpoint. A crash anywhere
-in between replays the batch from the checkpoint: dead letters may repeat, rows are rewritten with
-the same ids, nothing is lost. A query that fails stops the process with a non-zero exit.
+every record by reason, returning the Kafka partition, offset, reason and detail of each rejected
+one. When there are rejects, a second job picks exactly those records out of the micro-batch
+(Spark reads the same offsets from Kafka again; nothing is parsed again) and writes them to the
+dead-letter topic with Spark's Kafka batch sink. Only then does Spark commit the batch to the
+checkpoint. A crash anywhere in between replays the batch from the checkpoint: dead letters may
+repeat, rows are rewritten with the same ids, nothing is lost. A query that fails stops the process
+with a non-zero exit.
 """
 
 from __future__ import annotations
@@ -125,12 +126,9 @@ class BatchWriter:
         )
         rejected = dict(sorted(result.reasons.items()))
         if result.rejections is not None:
-            # the rejected records only, read again from the micro-batch's offsets and parsed again;
-            # rows the sink refused for good are marked with its reason (never retried forever)
-            sink_refused = result.rejections.where(result.rejections["reason"] == transforms.SINK_REJECTED)
-            letters = transforms.with_sink_rejections(
-                transforms.parse(transforms.only_records(batch, result.rejections), max_bytes), sink_refused
-            )
+            # the rejected records only, read again from the micro-batch's offsets with the reason
+            # and detail the sink reported (validation's, or its own for rows it refused for good)
+            letters = transforms.rejected_records(batch, result.rejections)
             (
                 transforms.dead_letter_sink_frame(
                     transforms.dead_letters(letters, self.settings.dlq_max_value_bytes)

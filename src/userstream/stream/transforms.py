@@ -34,8 +34,8 @@ Validation gives every record at most one reason, checked in this order:
                             one is null); detail: which fields
 ``sink_rejected``           not found by :func:`parse`: the sink could not write the row for a
                             deterministic reason (a driver bind/serialization error, an
-                            ``InvalidRequest``); detail: the error. See
-                            :func:`with_sink_rejections`.
+                            ``InvalidQueryException``); detail: the error. See
+                            :func:`rejected_records`.
 ==========================  =============================================================
 
 Dead letters (:func:`dead_letters`) keep the original key and at most ``max_value_bytes`` of the
@@ -335,16 +335,16 @@ def valid_rows(parsed: DataFrame) -> DataFrame:
 
 def sink_frame(parsed: DataFrame) -> DataFrame:
     """Every record for the Java sink (``stream.sink.JvmSink``), one row each: Kafka ``partition``
-    and ``offset``, the rejection reason (``dlq_reason``, null when valid), then the table's columns
-    in table order (null for rejected records): the values of :func:`valid_rows`, timestamps as epoch
-    milliseconds."""
+    and ``offset``, the rejection reason (``dlq_reason``, null when valid) and its detail
+    (``dlq_detail``), then the table's columns in table order (null for rejected records): the
+    values of :func:`valid_rows`, timestamps as epoch milliseconds."""
     return parsed.select(*_built_once("sink", 0, _build_sink_columns))
 
 
 def _build_sink_columns(_: int) -> tuple[Column, ...]:
     definition = contract.table_definition()
     valid = F.col(REASON).isNull()
-    columns = [F.col("partition"), F.col("offset"), F.col(REASON)]
+    columns = [F.col("partition"), F.col("offset"), F.col(REASON), F.col(DETAIL)]
     for column in definition.columns:
         value = column_expression(column)
         if column.type == "timestamp":
@@ -353,39 +353,14 @@ def _build_sink_columns(_: int) -> tuple[Column, ...]:
     return tuple(columns)
 
 
-def with_sink_rejections(parsed: DataFrame, rejections: DataFrame) -> DataFrame:
-    """``parsed`` with the rows the sink could not write marked rejected.
-
-    ``rejections`` has :data:`SINK_REJECTION_SCHEMA` (Kafka partition and offset of the record, the
-    reason and its detail); the stream reads one topic, so partition and offset name a record.
-    """
+def rejected_records(kafka_df: DataFrame, rejections: DataFrame) -> DataFrame:
+    """The records of ``kafka_df`` that ``rejections`` (:data:`SINK_REJECTION_SCHEMA`) names by
+    ``partition`` and ``offset`` (the stream reads one topic, so they name a record), with their
+    reason and detail: what :func:`dead_letters` takes, without parsing anything again."""
     found = F.broadcast(
-        rejections.select(
-            F.col("partition").alias("_sink_partition"),
-            F.col("offset").alias("_sink_offset"),
-            F.col("reason").alias("_sink_reason"),
-            F.col("detail").alias("_sink_detail"),
-        )
+        rejections.select("partition", "offset", F.col("reason").alias(REASON), F.col("detail").alias(DETAIL))
     )
-    joined = parsed.join(
-        found,
-        (F.col("partition") == F.col("_sink_partition")) & (F.col("offset") == F.col("_sink_offset")),
-        "left",
-    )
-    marked = F.col(REASON).isNull() & F.col("_sink_reason").isNotNull()
-    return (
-        joined.withColumn(DETAIL, F.when(marked, F.col("_sink_detail")).otherwise(F.col(DETAIL)))
-        .withColumn(REASON, F.when(marked, F.col("_sink_reason")).otherwise(F.col(REASON)))
-        .drop("_sink_partition", "_sink_offset", "_sink_reason", "_sink_detail")
-    )
-
-
-def only_records(kafka_df: DataFrame, rejections: DataFrame) -> DataFrame:
-    """The records of ``kafka_df`` that ``rejections`` names by ``partition`` and ``offset`` (the
-    stream reads one topic, so they name a record): what the dead-letter topic gets, picked out of
-    the micro-batch before it is parsed again."""
-    keys = F.broadcast(rejections.select("partition", "offset").distinct())
-    return kafka_df.join(keys, ["partition", "offset"], "left_semi")
+    return kafka_df.join(found, ["partition", "offset"], "inner")
 
 
 def dead_letters(parsed: DataFrame, max_value_bytes: int = DEFAULT_DLQ_MAX_VALUE_BYTES) -> DataFrame:

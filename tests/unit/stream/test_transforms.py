@@ -244,22 +244,24 @@ def test_non_finite_json_number_tokens_are_rejected(spark) -> None:
     assert got[3] == ("non_finite_number", "user.location.coordinates.latitude")
 
 
-def test_rows_the_sink_refused_become_dead_letters_with_the_error(spark) -> None:
+def test_the_records_the_sink_reported_become_dead_letters_without_a_second_parse(spark) -> None:
     values = [encode(envelope(user(i))) for i in range(70, 73)] + [b"{broken"]
-    parsed = transforms.parse(frame(spark, values), MAX)
-    refused = spark.createDataFrame(
-        [(1, 101, "sink_rejected", "TypeError: cannot bind"), (1, 103, "sink_rejected", "ignored")],
+    kafka = frame(spark, values)
+    reported = spark.createDataFrame(
+        [(1, 101, "sink_rejected", "IllegalArgumentException: bad"), (1, 103, "malformed_json", "not JSON")],
         transforms.SINK_REJECTION_SCHEMA,
     )
-    dead = transforms.dead_letters(transforms.with_sink_rejections(parsed, refused)).orderBy("offset")
+    dead = transforms.dead_letters(transforms.rejected_records(kafka, reported)).orderBy("offset")
     letters = [
-        (r["dlq_reason"], {h["key"]: bytes(h["value"]).decode() for h in r["headers"]})
+        (r["dlq_reason"], bytes(r["value"]), {h["key"]: bytes(h["value"]).decode() for h in r["headers"]})
         for r in dead.collect()
     ]
-    assert [reason for reason, _ in letters] == ["sink_rejected", "malformed_json"]
-    assert letters[0][1]["dlq.detail"] == "TypeError: cannot bind"
-    assert letters[0][1]["dlq.source.offset"] == "101"
-    assert letters[1][1]["dlq.detail"] == "value is not a JSON object"  # parse's reason is kept
+    assert [reason for reason, _, _ in letters] == ["sink_rejected", "malformed_json"]
+    assert letters[0][2]["dlq.detail"] == "IllegalArgumentException: bad"
+    assert letters[0][2]["dlq.source.offset"] == "101"
+    assert letters[0][1] == values[1]  # the original value, byte for byte
+    assert letters[1][1] == b"{broken"
+    assert letters[1][2]["dlq.detail"] == "not JSON"
 
 
 def test_dead_letters_keep_a_bounded_prefix_and_describe_the_whole_value(spark) -> None:

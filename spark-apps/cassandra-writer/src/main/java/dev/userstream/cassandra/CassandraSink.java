@@ -74,7 +74,7 @@ public final class CassandraSink {
       return reasons;
     }
 
-    /** Every rejected record: partition, offset, reason, detail (the sink's error, else null). */
+    /** Every rejected record: partition, offset, reason and its detail (validation's or the sink's error). */
     public Dataset<Row> rejections() {
       List<Row> rows = new ArrayList<>(rejected.size());
       for (PartitionResult.Rejected record : rejected) {
@@ -90,7 +90,7 @@ public final class CassandraSink {
    * Upsert the valid rows of {@code frame} and count every record.
    *
    * @param frame columns: Kafka partition (int), Kafka offset (long), rejection reason (string,
-   *     null when valid), then the table's columns named as in the table
+   *     null when valid), its detail (string), then the table's columns named as in the table
    * @param options the writer's options (see {@link WriterConfig})
    * @param sinkRejected the reason given to rows the sink refuses for a deterministic reason
    */

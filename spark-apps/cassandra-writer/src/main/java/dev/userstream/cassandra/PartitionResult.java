@@ -10,7 +10,7 @@ import java.util.Map;
 public final class PartitionResult implements Serializable {
   private static final long serialVersionUID = 1L;
 
-  /** A rejected record: Kafka partition and offset, reason, and (for the sink's) a detail. */
+  /** A rejected record: Kafka partition and offset, reason and its detail. */
   public record Rejected(int partition, long offset, String reason, String detail)
       implements Serializable {}
 

@@ -18,14 +18,15 @@ import org.apache.spark.sql.types.DataTypes;
  * sink for a deterministic reason) by their Kafka partition and offset.
  *
  * <p>The rows have the layout of {@link CassandraSink#write}: Kafka partition, Kafka offset,
- * rejection reason (null when valid), then the table's columns.
+ * rejection reason (null when valid) and its detail, then the table's columns.
  */
 final class PartitionWriter implements FlatMapFunction<Iterator<InternalRow>, PartitionResult> {
   private static final long serialVersionUID = 1L;
   static final int PARTITION = 0;
   static final int OFFSET = 1;
   static final int REASON = 2;
-  static final int FIRST_COLUMN = 3;
+  static final int DETAIL = 3;
+  static final int FIRST_COLUMN = 4;
 
   private final WriterConfig config;
   private final List<String> columns;
@@ -61,7 +62,8 @@ final class PartitionWriter implements FlatMapFunction<Iterator<InternalRow>, Pa
       long offset = row.getLong(OFFSET);
       String reason = row.isNullAt(REASON) ? null : row.get(REASON, DataTypes.StringType).toString();
       if (reason != null) {
-        result.add(new PartitionResult.Rejected(partition, offset, reason, null));
+        String detail = row.isNullAt(DETAIL) ? null : row.get(DETAIL, DataTypes.StringType).toString();
+        result.add(new PartitionResult.Rejected(partition, offset, reason, detail));
         continue;
       }
       BoundStatement statement;
