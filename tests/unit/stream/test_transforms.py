@@ -201,8 +201,10 @@ def test_the_sink_frame_carries_the_source_the_reason_and_only_the_valid_rows(sp
     parsed = transforms.parse(frame(spark, [encode(envelope(document)), b"{broken"]), MAX)
     valid, rejected = [row.asDict() for row in transforms.sink_frame(parsed).collect()]
     names = contract.table_definition().column_names
-    assert list(valid) == ["partition", "offset", "dlq_reason", *names]  # the Java writer's layout
+    # the Java writer's layout
+    assert list(valid) == ["partition", "offset", "dlq_reason", "dlq_detail", *names]
     assert rejected["dlq_reason"] == "malformed_json"
+    assert rejected["dlq_detail"] == "value is not a JSON object"
     assert rejected["offset"] == valid["offset"] + 1
     assert all(rejected[name] is None for name in names)
     assert valid["dlq_reason"] is None
