@@ -55,7 +55,17 @@ public final class WriteCeiling {
             }
             values.add(copy);
           });
-      PreparedStatement insert = Sessions.insert(config, columns);
+      PreparedStatement insert =
+          session.prepare(
+              "INSERT INTO "
+                  + config.keyspace
+                  + "."
+                  + config.table
+                  + " ("
+                  + String.join(", ", columns)
+                  + ") VALUES ("
+                  + String.join(", ", columns.stream().map(c -> "?").toList())
+                  + ")");
       for (int round = 0; round < warmup; round++) {
         pass(new AsyncUpserter(config, session), insert, values);
       }
