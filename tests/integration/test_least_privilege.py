@@ -132,7 +132,12 @@ def test_the_acls_on_the_broker_are_the_definition(local_stack: LocalStack) -> N
         )
         for acl in found
         if acl.resource_pattern.resource_name
-        in (local_stack.settings.kafka_topic, local_stack.settings.kafka_dlq_topic, "spark-kafka-source")
+        in (
+            local_stack.settings.kafka_topic,
+            local_stack.settings.kafka_dlq_topic,
+            local_stack.settings.stream_progress_group,
+            "spark-kafka-source",
+        )
     }
     assert on_default_names == wanted
 

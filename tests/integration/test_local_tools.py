@@ -9,13 +9,16 @@ import sys
 from userstream.settings import Settings
 
 
-def userstream(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def userstream(
+    settings: Settings, *args: str, stdin: str | None = None, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     """The CLI as a newcomer runs it: only the stack's folders and addresses in the environment,
     the credentials found by the CLI in the stack's state folder."""
     env = {
         **os.environ,
         "USERSTREAM_STATE_DIR": str(settings.state_dir),
         "USERSTREAM_CACHE_DIR": str(settings.cache_dir),
+        **extra_env,
     }
     return subprocess.run(
         [sys.executable, "-m", "userstream.cli", "local", *args],
@@ -52,9 +55,13 @@ def test_cql_executes_statements_as_the_chosen_role(stack_settings: Settings, un
     userstream(stack_settings, "cql", "-e", f"DROP KEYSPACE {keyspace}")
 
 
-def test_cql_reads_statements_from_stdin(stack_settings: Settings) -> None:
+def test_cql_reads_statements_from_stdin(stack_settings: Settings, unique_names: str) -> None:
+    # before the first migration the pipeline's keyspace does not exist: the shell still opens
     result = userstream(
-        stack_settings, "cql", stdin="SELECT cluster_name\n  FROM system.local;\nSELECT bad syntax;\nexit\n"
+        stack_settings,
+        "cql",
+        stdin="SELECT cluster_name\n  FROM system.local;\nSELECT bad syntax;\nexit\n",
+        USERSTREAM_CASSANDRA_KEYSPACE=f"it_none_{unique_names}",
     )
     assert result.returncode == 1  # one statement failed
     lines = result.stdout.splitlines()

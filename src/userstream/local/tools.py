@@ -92,8 +92,11 @@ def cql_shell(settings: Settings, *, execute: str | None, stdin: TextIO, out: Te
     """Run ``execute`` (statements separated by ``;``), else read statements from ``stdin``."""
 
     config = CassandraConfig.from_settings(settings)
-    cluster, session = connect(config, config.keyspace)
+    cluster, session = connect(config)
     try:
+        # the pipeline's keyspace when the migration has created it (a fresh stack has none yet)
+        if config.keyspace in cluster.metadata.keyspaces:
+            session.set_keyspace(config.keyspace)
         if execute is None:
             return _interactive_cql(session, config, stdin, out)
         statements, rest = split_statements(execute)

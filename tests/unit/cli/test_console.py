@@ -61,6 +61,10 @@ def test_library_records_go_to_the_log_file_and_ours_to_the_terminal(
 ) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     log_file = tmp_path / "logs" / "userstream.log"
+    # the local stack's Kafka probe silences the kafka client's loggers in the process: undo that here
+    kafka_logger = logging.getLogger("kafka")
+    kafka_level = kafka_logger.level
+    kafka_logger.setLevel(logging.NOTSET)
     assert configure_logging(verbose=False, log_file=log_file) == log_file
     try:
         logging.getLogger("kafka.net.sasl.scram").warning("Exchanging credentials in the clear")
@@ -79,6 +83,7 @@ def test_library_records_go_to_the_log_file_and_ours_to_the_terminal(
         assert "again in the clear" in capsys.readouterr().err
     finally:
         configure_logging(verbose=False, log_file=None)
+        kafka_logger.setLevel(kafka_level)
 
 
 def test_in_a_pod_the_pod_log_is_the_log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
