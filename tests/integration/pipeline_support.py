@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,34 @@ def isolated(settings: Settings, suffix: str, checkpoint_root: Path, **extra: An
         **extra,
     }
     return settings.model_copy(update=update)
+
+
+@contextmanager
+def names_with_access(
+    local_stack: Any, admin_settings: Settings, suffix: str, checkpoint_root: Path, **extra: Any
+) -> Iterator[Settings]:
+    """:func:`isolated` settings (without credentials) whose topics get the ACLs of access.yaml
+    (``KafkaServer.apply_access``); the ACLs, topics and keyspace are removed afterwards."""
+    from userstream.local.kafka import KafkaServer, acl_objects
+
+    settings = isolated(local_stack.settings, suffix, checkpoint_root, **extra)
+    kafka = local_stack.component("kafka")
+    assert isinstance(kafka, KafkaServer)
+    bindings = kafka.apply_access(settings)
+    try:
+        yield settings
+    finally:
+        admin = kafka.admin_client()
+        try:
+            admin.delete_acls(acl_objects(bindings))
+            admin.delete_topics([settings.kafka_topic, settings.kafka_dlq_topic])
+        finally:
+            admin.close()
+        cluster, session = connect(CassandraConfig.from_settings(admin_settings))
+        try:
+            session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=120)
+        finally:
+            cluster.shutdown()
 
 
 def table_ids(settings: Settings) -> list[uuid.UUID]:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_support import isolated
+from pipeline_support import names_with_access
 
 from userstream import access
 from userstream.local.credentials import ADMIN, Client
-from userstream.local.kafka import KafkaServer, acl_objects
+from userstream.local.kafka import KafkaServer
 from userstream.local.run import run_pipeline
 from userstream.local.stack import LocalStack
 from userstream.settings import Settings
@@ -32,22 +32,8 @@ def names(
 ) -> Iterator[Settings]:
     """This test's own topics and keyspace (settings without credentials), with the ACLs of
     access.yaml for them; topics and ACLs are removed afterwards."""
-    settings = isolated(local_stack.settings, unique_names, tmp_path)
-    kafka = local_stack.component("kafka")
-    assert isinstance(kafka, KafkaServer)
-    bindings = kafka.apply_access(settings)
-    yield settings
-    admin = kafka.admin_client()
-    try:
-        admin.delete_acls(acl_objects(bindings))
-        admin.delete_topics([settings.kafka_topic, settings.kafka_dlq_topic])
-    finally:
-        admin.close()
-    cluster, session = connect(CassandraConfig.from_settings(stack_settings))
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
+    with names_with_access(local_stack, stack_settings, unique_names, tmp_path) as settings:
+        yield settings
 
 
 def _producer(settings: Settings) -> Any:

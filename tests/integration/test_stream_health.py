@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_support import isolated
+from pipeline_support import names_with_access
 
 from userstream.local.credentials import Client
-from userstream.local.kafka import KafkaServer, acl_objects
 from userstream.local.run import run_pipeline
 from userstream.local.stack import LocalStack
 from userstream.settings import Settings
-from userstream.storage.client import CassandraConfig, connect
 from userstream.stream.health_check import check
 
 
@@ -25,24 +23,10 @@ def names(
     local_stack: LocalStack, stack_settings: Settings, unique_names: str, tmp_path: Path
 ) -> Iterator[Settings]:
     """This test's topics, keyspace and progress group, with the ACLs of access.yaml for them."""
-    settings = isolated(
-        local_stack.settings, unique_names, tmp_path, stream_progress_group=f"progress_{unique_names}"
-    )
-    kafka = local_stack.component("kafka")
-    assert isinstance(kafka, KafkaServer)
-    bindings = kafka.apply_access(settings)
-    yield settings
-    admin = kafka.admin_client()
-    try:
-        admin.delete_acls(acl_objects(bindings))
-        admin.delete_topics([settings.kafka_topic, settings.kafka_dlq_topic])
-    finally:
-        admin.close()
-    cluster, session = connect(CassandraConfig.from_settings(stack_settings))
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.cassandra_keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
+    with names_with_access(
+        local_stack, stack_settings, unique_names, tmp_path, stream_progress_group=f"progress_{unique_names}"
+    ) as settings:
+        yield settings
 
 
 def _publish(settings: Settings, count: int) -> None:
