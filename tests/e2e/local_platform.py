@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from userstream.contract.ids import record_id
 from userstream.ingest.sources.synthetic import generate
 from userstream.local.credentials import client_settings
 from userstream.local.credentials import load as load_credentials
+from userstream.local.run import topic_messages
 from userstream.local.stack import LocalStack
 from userstream.settings import Settings
 
@@ -87,21 +89,21 @@ class LocalPlatform:
     airflow_home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="userstream-airflow-")))
 
     # --- bring-up ----------------------------------------------------------------------------------
-    def start_data_plane(self) -> None:
-        LocalStack(self.settings).up(["kafka", "cassandra"])
-
-    def stop_data_plane(self) -> None:
-        LocalStack(self.settings).down(["kafka", "cassandra"])
-
     # e2e_platform.Platform: start() before install(), teardown() after them, even after a failure
     def start(self) -> None:
-        self.start_data_plane()
+        """An empty data plane, as in a fresh clone. Data an earlier session left on the topics would
+        be read again by this session's stream (a new release: a new checkpoint, earliest offsets):
+        rows rewritten in place, but that session's dead letters sent again among this one's."""
+        stack = LocalStack(self.settings)
+        stack.down(["kafka", "cassandra"])
+        shutil.rmtree(self.settings.state_dir, ignore_errors=True)
+        stack.up(["kafka", "cassandra"])
 
     def teardown(self) -> None:
         try:
             self.cluster.helm("uninstall", "userstream", "--namespace", NAMESPACE, "--wait", timeout=600)
         finally:
-            self.stop_data_plane()
+            LocalStack(self.settings).down(["kafka", "cassandra"])
 
     def install(self) -> None:
         self.cluster.load_images(IMAGES)
@@ -238,23 +240,9 @@ class LocalPlatform:
             cluster.shutdown()
 
     def dead_letters(self) -> list[tuple[str, str]]:
-        """(key, reason) of every record on the dead-letter topic."""
-        from kafka import KafkaConsumer
-
+        """(key, reason) of every record on the dead-letter topic, read up to its end offsets."""
         admin = client_settings(self.settings, "checks")
-        consumer = KafkaConsumer(
-            admin.kafka_dlq_topic,
-            bootstrap_servers=admin.kafka_bootstrap_servers,
-            **admin.kafka_client_options(),
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            consumer_timeout_ms=8_000,
-        )
-        try:
-            letters = []
-            for record in consumer:
-                headers = {k: v.decode() for k, v in record.headers or []}
-                letters.append(((record.key or b"").decode(), headers.get("dlq.reason", "")))
-            return letters
-        finally:
-            consumer.close()
+        return [
+            ((record.key or b"").decode(), dict(record.headers or []).get("dlq.reason", b"").decode())
+            for record in topic_messages(admin, admin.kafka_dlq_topic)
+        ]

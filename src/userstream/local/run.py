@@ -53,8 +53,12 @@ class Reconciliation:
         return not self.missing and self.both == 0 and self.stored + self.dead_lettered == self.produced
 
 
-def dead_letter_reasons(settings: Settings, timeout_s: float = 30.0) -> dict[str, dict[str, str]]:
-    """Every message on the dead-letter topic: key -> headers (the last one per key wins)."""
+def topic_messages(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every message on ``topic`` up to its end offsets when called, in partition order.
+
+    Reads until each partition's position reaches its end offset, however slow the broker is;
+    raises :class:`TimeoutError` after ``timeout_s`` instead of returning part of the topic.
+    """
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
@@ -62,26 +66,42 @@ def dead_letter_reasons(settings: Settings, timeout_s: float = 30.0) -> dict[str
         enable_auto_commit=False,
         **settings.kafka_client_options(),
     )
-    found: dict[str, dict[str, str]] = {}
+    found: list[Any] = []
     try:
-        partitions = consumer.partitions_for_topic(settings.kafka_dlq_topic) or set()
-        assigned = [TopicPartition(settings.kafka_dlq_topic, p) for p in partitions]
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not assigned:
             return found
         consumer.assign(assigned)
         consumer.seek_to_beginning(*assigned)
         ends = consumer.end_offsets(assigned)
         deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in assigned) and time.monotonic() < deadline:
+        while any(consumer.position(tp) < ends[tp] for tp in assigned):
+            if time.monotonic() > deadline:
+                behind = {tp.partition: ends[tp] - consumer.position(tp) for tp in assigned}
+                raise TimeoutError(
+                    f"reading topic {topic}: {len(found)} messages in {timeout_s:g}s, still behind "
+                    f"its end offsets by {behind} (partition: messages)"
+                )
             for records in consumer.poll(timeout_ms=1000, max_records=5000).values():
-                for record in records:
-                    key = (record.key or b"").decode("utf-8", "replace")
-                    found[key] = {
-                        name: (value or b"").decode("utf-8", "replace") for name, value in record.headers
-                    }
+                found += [
+                    record
+                    for record in records
+                    if record.offset < ends[TopicPartition(topic, record.partition)]
+                ]
     finally:
         consumer.close()
     return found
+
+
+def dead_letter_reasons(settings: Settings, timeout_s: float = 60.0) -> dict[str, dict[str, str]]:
+    """Every message on the dead-letter topic: key -> headers (the last one per key wins)."""
+    return {
+        (record.key or b"").decode("utf-8", "replace"): {
+            name: (value or b"").decode("utf-8", "replace") for name, value in record.headers
+        }
+        for record in topic_messages(settings, settings.kafka_dlq_topic, timeout_s)
+    }
 
 
 def reconcile(settings: Settings, ids: Iterable[uuid.UUID]) -> Reconciliation:
