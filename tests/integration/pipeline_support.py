@@ -67,6 +67,17 @@ def table_ids(settings: Settings) -> list[uuid.UUID]:
         cluster.shutdown()
 
 
+def table_column(settings: Settings, column: str) -> list[Any]:
+    """One column of every row of the users table."""
+    config = CassandraConfig.from_settings(settings)
+    cluster, session = connect(config)
+    try:
+        rows = session.execute(f"SELECT {column} FROM {config.keyspace}.{config.table}", timeout=120)
+        return [row[0] for row in rows]
+    finally:
+        cluster.shutdown()
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
+from datetime import UTC
 
 import pytest
 from kafka import KafkaProducer
-from pipeline_support import isolated, table_ids
+from pipeline_support import isolated, table_column, table_ids
 
 from userstream.contract.ids import record_id
 from userstream.ingest.publishing import encode_message, ensure_topics
@@ -47,7 +49,16 @@ def test_n_users_end_to_end_then_the_same_batches_again(settings, spark) -> None
     first = ingest(settings, source=source, records=N, batch_size=250)
     assert first.published == N
     assert first.staged_new == N
+    streamed_from = time.time()
     _stream_until_caught_up(settings, spark)
+    streamed_until = time.time()
+    # the writer binds each micro-batch's processing time (the plan has no per-batch literal)
+    processed = [t.replace(tzinfo=UTC).timestamp() for t in table_column(settings, "processed_at")]
+    assert processed, "no rows"
+    outside = [t for t in processed if not streamed_from - 1 <= t <= streamed_until + 1]
+    assert not outside, (
+        f"processed_at outside the stream's run [{streamed_from}, {streamed_until}]: {outside[:3]}"
+    )
 
     valid, broken = _expected(settings)
     assert broken, "the seed should produce some broken records at a 5% rate"

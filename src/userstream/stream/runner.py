@@ -108,6 +108,7 @@ class BatchWriter:
         self.kafka_options = {**settings.spark_kafka_options(), "kafka.acks": "all"}
         self.totals = totals or StreamTotals()
         self._sinks: dict[object, JvmSink] = {}
+        self.processing_time_columns = transforms.processing_time_columns()
 
     def sink(self, spark: SparkSession) -> JvmSink:
         """The Java writer's handle, made once per Spark session."""
@@ -122,7 +123,9 @@ class BatchWriter:
         max_bytes = self.settings.stream_max_record_bytes
         # one pass: the executors upsert the valid records and count every record by reason
         result = self.sink(batch.sparkSession).write(
-            transforms.sink_frame(transforms.parse(batch, max_bytes))
+            transforms.sink_frame(transforms.parse(batch, max_bytes)),
+            time.time(),
+            self.processing_time_columns,
         )
         rejected = dict(sorted(result.reasons.items()))
         if result.rejections is not None:

@@ -1,7 +1,7 @@
 """The stream's Cassandra sink: a Java writer on the executors, called once per micro-batch.
 
 The rows never leave the JVM. ``foreachBatch`` (Python, on the driver) hands the batch's sink frame
-(:func:`userstream.stream.transforms.jvm_sink_frame`: Kafka partition and offset, rejection reason,
+(:func:`userstream.stream.transforms.sink_frame`: Kafka partition and offset, rejection reason,
 then the table's columns) to ``dev.userstream.cassandra.CassandraSink.write`` through py4j. That
 class (``spark-apps/cassandra-writer``, built from source into its own jar) runs one task per
 partition on the executors: each counts every record by reason and upserts the valid ones with the
@@ -91,10 +91,18 @@ class JvmSink:
         for key, value in writer_options(config).items():
             self.options.put(key, value)
 
-    def write(self, frame: DataFrame) -> SinkResult:
+    def write(
+        self, frame: DataFrame, processing_time: float, processing_time_columns: list[str]
+    ) -> SinkResult:
+        """Write one micro-batch's sink frame; ``processing_time`` (epoch seconds) is bound to
+        ``processing_time_columns`` of every row."""
         from pyspark.sql import DataFrame
 
-        result = self.writer.write(frame._jdf, self.options, SINK_REJECTED)
+        jvm: Any = self.spark._jvm  # type: ignore[attr-defined]
+        options = jvm.java.util.HashMap(self.options)
+        options.put("processing_time_ms", str(round(processing_time * 1000)))
+        options.put("processing_time_columns", ",".join(processing_time_columns))
+        result = self.writer.write(frame._jdf, options, SINK_REJECTED)
         rows_in, stored = int(result.rowsIn()), int(result.stored())
         reasons = {str(reason): int(n) for reason, n in result.reasons().items()}
         dead = sum(reasons.values())

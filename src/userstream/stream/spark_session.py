@@ -39,6 +39,16 @@ if TYPE_CHECKING:
 KAFKA_CONNECTOR_GLOB = "spark-sql-kafka-0-10_*.jar"
 LOG4J_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 
+# SQL settings of the stream's session, locally and under spark-submit.
+# Whole-stage code generation: the stream's plan (parse, validate, clean) makes a processNext()
+# bigger than the JVM's 64 KB method limit, so Janino fails and Spark falls back to per-operator
+# code (WholeStageCodegenExec.doExecute, Spark 4.1.3); a failed compile is not cached, so every
+# micro-batch tried again, about 1.5 s of a core each (measured, docs/pipeline.md Benchmark).
+SESSION_SQL_DEFAULTS: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.codegen.wholeStage": "false",
+}
+
 LOCAL_DEFAULTS: dict[str, str] = {
     "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",
@@ -47,7 +57,6 @@ LOCAL_DEFAULTS: dict[str, str] = {
     "spark.driver.memory": "1g",
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
-    "spark.sql.session.timeZone": "UTC",
     "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
 }
 
@@ -147,8 +156,8 @@ def build_spark_session(
             builder = builder.config("spark.jars", ",".join(str(p) for p in jars))
         if output is not None:
             _start_driver_jvm(builder, output)
-    else:
-        builder = builder.config("spark.sql.session.timeZone", "UTC")
+    for key, value in SESSION_SQL_DEFAULTS.items():
+        builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session

@@ -127,8 +127,7 @@ class _ParseColumns:
 
     measured: tuple[Column, ...]
     message: Column
-    reason: Column
-    detail: Column
+    failure: Column  # struct of REASON and DETAIL, null when the record is valid
 
 
 _T = TypeVar("_T")
@@ -153,9 +152,8 @@ def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
     return (
         kafka_df.select(*columns.measured)
         .withColumn(MESSAGE_COLUMN, columns.message)
-        .withColumn(REASON, columns.reason)
-        .withColumn(DETAIL, columns.detail)
-        .drop("_bytes", "_utf8")
+        .withColumn("_failure", columns.failure)
+        .select(*KAFKA_COLUMNS, MESSAGE_COLUMN, f"_failure.{REASON}", f"_failure.{DETAIL}")
     )
 
 
@@ -174,6 +172,19 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
             text, _parse_schema(), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
         ),
     )
+    # one CASE over the checks in order: a valid record evaluates each check once, a rejected one
+    # stops at its first failure, and only that failure's detail is computed
+    first_failure: Column = F.lit(None).cast(f"struct<{REASON}: string, {DETAIL}: string>")
+    for name, failed, why in reversed(_checks(max_record_bytes)):
+        failure = F.struct(F.lit(name).alias(REASON), why.cast("string").alias(DETAIL))
+        first_failure = F.when(failed, failure).otherwise(first_failure)
+    return _ParseColumns(measured, message, first_failure)
+
+
+def _checks(max_record_bytes: int) -> list[tuple[str, Column, Column]]:
+    """(reason, failed, detail) of every check, in order, over :func:`parse`'s measured columns and
+    parsed message."""
+    text = F.col("value").cast("string")
     # a value the reader took without complaint is a JSON object; only the others (no result, or a
     # corrupt record: malformed JSON or a wrong field type) are looked at a second time
     is_object = F.when(
@@ -215,7 +226,10 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
         ("malformed_json", ~is_object, F.lit("value is not a JSON object")),
         (
             "invalid_unicode",
-            text.rlike(LONE_SURROGATE_ESCAPE),
+            # the regex (lookbehinds at every position) costs more than the JSON parse: only a
+            # value with a surrogate's escape (\ud800-\udfff, hex digits in either case) can fail
+            # it, and two substring searches find those
+            (text.contains("\\ud") | text.contains("\\uD")) & text.rlike(LONE_SURROGATE_ESCAPE),
             F.lit("an escape of an unpaired UTF-16 surrogate (\\uD800-\\uDFFF)"),
         ),
         (
@@ -239,12 +253,7 @@ def _build_parse_columns(max_record_bytes: int) -> _ParseColumns:
         ("out_of_range", bad_range != "", bad_range),
         ("invalid_number", bad_number != "", bad_number),
     ]
-    reason: Column = F.lit(None).cast("string")
-    detail: Column = F.lit(None).cast("string")
-    for name, failed, why in reversed(checks):
-        reason = F.when(failed, F.lit(name)).otherwise(reason)
-        detail = F.when(failed, why).otherwise(detail)
-    return _ParseColumns(measured, message, reason, detail)
+    return checks
 
 
 def _keyword_checks(numeric_sources: list[str]) -> tuple[Column, Column, Column, Column]:
@@ -337,15 +346,33 @@ def sink_frame(parsed: DataFrame) -> DataFrame:
     """Every record for the Java sink (``stream.sink.JvmSink``), one row each: Kafka ``partition``
     and ``offset``, the rejection reason (``dlq_reason``, null when valid) and its detail
     (``dlq_detail``), then the table's columns in table order (null for rejected records): the
-    values of :func:`valid_rows`, timestamps as epoch milliseconds."""
+    values of :func:`valid_rows`, timestamps as epoch milliseconds.
+
+    The columns of :func:`processing_time_columns` are null here: the writer binds the micro-batch's
+    processing time to them. A ``current_timestamp()`` in the plan would become a different literal
+    in every micro-batch, so Spark would generate and compile new code for every batch, and the JIT
+    would start again from interpreted code each time."""
     return parsed.select(*_built_once("sink", 0, _build_sink_columns))
+
+
+def processing_time_columns() -> list[str]:
+    """The table's columns that hold the time the stream processed the record."""
+    return [
+        column.name
+        for column in contract.table_definition().columns
+        if column.sources == ("$processing_time",)
+    ]
 
 
 def _build_sink_columns(_: int) -> tuple[Column, ...]:
     definition = contract.table_definition()
     valid = F.col(REASON).isNull()
     columns = [F.col("partition"), F.col("offset"), F.col(REASON), F.col(DETAIL)]
+    bound_by_writer = set(processing_time_columns())
     for column in definition.columns:
+        if column.name in bound_by_writer:
+            columns.append(F.lit(None).cast("long").alias(column.name))
+            continue
         value = column_expression(column)
         if column.type == "timestamp":
             value = F.unix_millis(value)

@@ -3,6 +3,7 @@ package dev.userstream.cassandra;
 import com.datastax.oss.driver.api.core.CqlSession;
 import com.datastax.oss.driver.api.core.cql.BoundStatement;
 import com.datastax.oss.driver.api.core.cql.PreparedStatement;
+import java.time.Instant;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.Iterator;
@@ -49,7 +50,13 @@ final class PartitionWriter implements FlatMapFunction<Iterator<InternalRow>, Pa
     }
     CqlSession session = Sessions.session(config);
     PreparedStatement insert = Sessions.insert(config, columns);
-    RowBinder binder = new RowBinder(insert, FIRST_COLUMN, sparkTypes);
+    RowBinder binder =
+        new RowBinder(
+            insert,
+            FIRST_COLUMN,
+            sparkTypes,
+            config.processingTimeColumns,
+            Instant.ofEpochMilli(config.processingTimeMillis));
     AsyncUpserter upserter = new AsyncUpserter(config, session);
     // the Kafka source of every valid row sent, by tag (its index here)
     int[] partitions = new int[1024];

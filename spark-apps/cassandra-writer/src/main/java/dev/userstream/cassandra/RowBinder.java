@@ -5,6 +5,7 @@ import com.datastax.oss.driver.api.core.cql.ColumnDefinition;
 import com.datastax.oss.driver.api.core.cql.PreparedStatement;
 import com.datastax.oss.driver.api.core.type.DataTypes;
 import java.time.Instant;
+import java.util.Set;
 import java.util.UUID;
 import org.apache.spark.sql.catalyst.InternalRow;
 import org.apache.spark.sql.types.DataType;
@@ -32,23 +33,35 @@ final class RowBinder {
   private final Kind[] kinds;
   private final DataType[] sparkTypes;
   private final boolean[] strings;
+  private final boolean[] processingTime;
+  private final Instant processedAt;
   private final int first;
 
   /**
    * {@code first}: the index in the row of the first table column (they follow in order);
-   * {@code sparkTypes}: the Spark types of those columns.
+   * {@code sparkTypes}: the Spark types of those columns; {@code processingTimeColumns}: the
+   * columns bound to {@code processedAt} whatever the row holds (the frame has null there).
    */
-  RowBinder(PreparedStatement prepared, int first, DataType[] sparkTypes) {
+  RowBinder(
+      PreparedStatement prepared,
+      int first,
+      DataType[] sparkTypes,
+      Set<String> processingTimeColumns,
+      Instant processedAt) {
     this.prepared = prepared;
     this.first = first;
     this.sparkTypes = sparkTypes;
+    this.processedAt = processedAt;
     this.strings = new boolean[sparkTypes.length];
     for (int i = 0; i < sparkTypes.length; i++) {
       strings[i] = sparkTypes[i] instanceof org.apache.spark.sql.types.StringType;
     }
-    this.kinds = new Kind[prepared.getVariableDefinitions().size()];
+    int size = prepared.getVariableDefinitions().size();
+    this.kinds = new Kind[size];
+    this.processingTime = new boolean[size];
     int i = 0;
     for (ColumnDefinition column : prepared.getVariableDefinitions()) {
+      processingTime[i] = processingTimeColumns.contains(column.getName().asInternal());
       kinds[i++] = kindOf(column.getType());
     }
   }
@@ -74,6 +87,10 @@ final class RowBinder {
   BoundStatementBuilder bind(InternalRow row) {
     BoundStatementBuilder builder = prepared.boundStatementBuilder();
     for (int i = 0; i < kinds.length; i++) {
+      if (processingTime[i]) {
+        builder = builder.setInstant(i, processedAt);
+        continue;
+      }
       if (row.isNullAt(first + i)) {
         builder = builder.setToNull(i);
         continue;

@@ -2,9 +2,11 @@ package dev.userstream.cassandra;
 
 import java.io.Serializable;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 
 /**
  * What an executor needs to write (plain values: serialized into every task). Built from the
@@ -27,6 +29,9 @@ public final class WriterConfig implements Serializable {
   final long retryDeadlineMillis;
   final long backoffInitialMillis;
   final long backoffMaxMillis;
+  /** Columns bound to the micro-batch's processing time (null in the frame), and that time. */
+  final Set<String> processingTimeColumns;
+  final long processingTimeMillis;
 
   WriterConfig(Map<String, String> options) {
     contactPoints = new ArrayList<>();
@@ -47,6 +52,16 @@ public final class WriterConfig implements Serializable {
     retryDeadlineMillis = Long.parseLong(options.getOrDefault("retry_deadline_ms", "600000"));
     backoffInitialMillis = Long.parseLong(options.getOrDefault("backoff_initial_ms", "200"));
     backoffMaxMillis = Long.parseLong(options.getOrDefault("backoff_max_ms", "10000"));
+    processingTimeColumns = new HashSet<>();
+    for (String column : options.getOrDefault("processing_time_columns", "").split(",")) {
+      if (!column.isBlank()) {
+        processingTimeColumns.add(column.trim());
+      }
+    }
+    processingTimeMillis =
+        Long.parseLong(
+            options.getOrDefault(
+                "processing_time_ms", Long.toString(System.currentTimeMillis())));
     if (maxInFlight < 1 || retryDeadlineMillis < 0 || backoffInitialMillis < 1) {
       throw new IllegalArgumentException("invalid writer options " + redacted(options));
     }
