@@ -1,5 +1,6 @@
-"""Plot the benchmark's JSON (bench/pipeline_bench.py --output): stream throughput by Spark cores and
-by micro-batch size, against the Java driver's write ceiling of the same run.
+"""Plot the benchmark's JSON (bench/pipeline_bench.py --output): stream throughput by Spark cores, by
+micro-batch size and by pass over the backlog in one JVM, against the Java driver's write ceiling
+of the same run.
 
 Usage: ``.venv/bin/python bench/plot.py bench/results/latest.json bench/results/throughput.png``
 (matplotlib is in the ``dev`` extra).
@@ -25,7 +26,10 @@ def main(source: Path, target: Path) -> int:
     ceiling = figures["write_ceiling"]["rows_per_s"]
     cores = figures["cores_scaling"]
     sweep = figures["batch_size_sweep"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    warm_passes = (figures.get("warm") or {}).get("passes") or []
+    panels = 3 if warm_passes else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), constrained_layout=True)
+    left, right = axes[0], axes[1]
     names = sorted(cores)
     left.bar(names, [cores[n]["records_per_s"] for n in names], color="#4c72b0", label="all batches")
     left.bar(
@@ -51,6 +55,16 @@ def main(source: Path, target: Path) -> int:
     right.set_xlabel("records per micro-batch")
     right.set_ylabel("records/s")
     right.legend(fontsize=8)
+    if warm_passes:
+        passes = axes[2]
+        numbers = [p["pass"] + 1 for p in warm_passes]
+        passes.plot(numbers, [p["records_per_s"] for p in warm_passes], "o-", label="stream, one JVM")
+        passes.axhline(ceiling, color="#c44e52", linestyle="--", label="Java driver ceiling")
+        passes.set_title("the same backlog again in one JVM (JIT warm-up)")
+        passes.set_xlabel("pass over the backlog")
+        passes.set_ylabel("records/s")
+        passes.set_xticks(numbers)
+        passes.legend(fontsize=8)
     load = figures["stream"].get("loadavg_before")
     fig.suptitle(f"userstream stream throughput ({figures['cores']} cores, load average {load})", fontsize=10)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -273,6 +273,7 @@ def _run_query(
     stop_when: Callable[[StreamingQuery], bool] | None,
     poll_seconds: float,
 ) -> StreamTotals:
+    transforms.build_expressions(settings.stream_max_record_bytes)
     query = start_query(spark, settings, writer)
     progress = ProgressCommitter(settings)  # the health check's view of the stream
     stop = threading.Event()

@@ -146,6 +146,13 @@ def _built_once(what: str, argument: int, build: Callable[[int], _T]) -> _T:
     return cast(_T, _per_context[key])
 
 
+def build_expressions(max_record_bytes: int) -> None:
+    """Build the column expressions of :func:`parse` and :func:`sink_frame` now (with the query),
+    not in the first micro-batch: they are the same for every batch."""
+    _built_once("parse", max_record_bytes, _build_parse_columns)
+    _built_once("sink", 0, _build_sink_columns)
+
+
 def parse(kafka_df: DataFrame, max_record_bytes: int) -> DataFrame:
     """Add the parsed message (``msg``), the rejection reason and its detail (null when valid)."""
     columns = _built_once("parse", max_record_bytes, _build_parse_columns)
