@@ -158,6 +158,26 @@ def stream_figures(output: str) -> dict[str, Any]:
     }
 
 
+def stream_env(run: Settings, code_dir: Path | None) -> dict[str, str]:
+    """The environment of a stream subprocess with ``run``'s settings."""
+    env = settings_env(run)
+    if code_dir is not None:  # another checkout's code (e.g. the main branch, for a before/after)
+        env["PYTHONPATH"] = str(code_dir / "src")
+    return env
+
+
+def process_figures(run: Settings, wall: float, peak: int, before: list[float]) -> dict[str, Any]:
+    """What every stream run reports about its process, its settings and the machine's load."""
+    return {
+        "master": run.spark_master,
+        "max_offsets_per_trigger": run.stream_max_offsets_per_trigger,
+        "process_wall_s": round(wall, 1),
+        "peak_rss_mib": round(peak / MIB),
+        "loadavg_before": before,
+        "loadavg_after": load(),
+    }
+
+
 def stream_run(
     settings: Settings, name: str, workdir: Path, code_dir: Path | None, expected: int, **update: Any
 ) -> dict[str, Any]:
@@ -169,9 +189,7 @@ def stream_run(
             **update,
         }
     )
-    env = settings_env(run)
-    if code_dir is not None:  # another checkout's code (e.g. the main branch, for a before/after)
-        env["PYTHONPATH"] = str(code_dir / "src")
+    env = stream_env(run, code_dir)
     before = load()
     cassandra_before = cassandra_cpu_seconds(settings)
     code, wall, peak, output = run_measured(
@@ -197,12 +215,7 @@ def stream_run(
                 if cassandra_before is not None and cassandra_after is not None
                 else None
             ),
-            "master": run.spark_master,
-            "max_offsets_per_trigger": run.stream_max_offsets_per_trigger,
-            "process_wall_s": round(wall, 1),
-            "peak_rss_mib": round(peak / MIB),
-            "loadavg_before": before,
-            "loadavg_after": load(),
+            **process_figures(run, wall, peak, before),
         }
     )
     print(f"  {name}: {json.dumps(figures)}", flush=True)
@@ -215,9 +228,7 @@ def warm_run(
     """The stream over the backlog ``passes`` times in one JVM (warm_stream.py): the rate once the
     JIT has compiled the stream's code."""
     run = settings.model_copy(update={"stream_starting_offsets": "earliest", **update})
-    env = settings_env(run)
-    if code_dir is not None:
-        env["PYTHONPATH"] = str(code_dir / "src")
+    env = stream_env(run, code_dir)
     before = load()
     command = [sys.executable, str(Path(__file__).with_name("warm_stream.py")), "--passes", str(passes)]
     code, wall, peak, output = run_measured(command, env, workdir / "stream-warm.log")
@@ -227,13 +238,8 @@ def warm_run(
     figures = {
         "passes": runs,
         "last_pass_records_per_s": runs[-1]["records_per_s"] if runs else 0,
-        "master": run.spark_master,
-        "max_offsets_per_trigger": run.stream_max_offsets_per_trigger,
         "stream_tree_cpu_s": round(LAST_CPU["tree"], 1),
-        "process_wall_s": round(wall, 1),
-        "peak_rss_mib": round(peak / MIB),
-        "loadavg_before": before,
-        "loadavg_after": load(),
+        **process_figures(run, wall, peak, before),
     }
     print(f"  warm: {json.dumps(figures)}", flush=True)
     return figures
