@@ -421,6 +421,9 @@ def main() -> int:
         "--code", type=Path, help="run the streams with another checkout's src/ (a before/after comparison)"
     )
     parser.add_argument("--output", type=Path, help="also write the figures here (JSON)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's keyspace, topics and staging schema on the stack"
+    )
     args = parser.parse_args()
 
     suffix = "b" + uuid.uuid4().hex[:8]
@@ -442,6 +445,42 @@ def main() -> int:
         f"work dir {workdir}",
         flush=True,
     )
+    try:
+        return measure(args, settings, suffix, workdir)
+    finally:
+        if not args.keep:
+            drop_bench_data(settings, suffix)
+
+
+def drop_bench_data(settings: Settings, suffix: str) -> None:
+    """Drop what the run created on the local stack: its keyspace, topics and staging schema (the
+    work dir with the logs stays)."""
+    from kafka.admin import KafkaAdminClient
+
+    from userstream.ingest.staging import Staging
+
+    config = CassandraConfig.from_settings(settings)
+    cluster, session = connect(config)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {config.keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_options()
+    )
+    try:
+        ours = [topic for topic in admin.list_topics() if topic.startswith(f"bench_{suffix}")]
+        if ours:
+            admin.delete_topics(ours)
+    finally:
+        admin.close()
+    with Staging(settings).connect() as connection:
+        connection.execute(f"DROP SCHEMA IF EXISTS {settings.staging_schema} CASCADE")
+        connection.commit()
+    print(f"dropped the run's keyspace, topics and staging schema (bench_{suffix}); --keep keeps them")
+
+
+def measure(args: argparse.Namespace, settings: Settings, suffix: str, workdir: Path) -> int:
     migrate(settings)
     before = load()
     code, _, ingest_peak, output = run_measured(
