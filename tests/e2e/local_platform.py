@@ -55,6 +55,8 @@ DAG_ENV = {
     "USERSTREAM_DAG_KAFKA_TLS": "false",
     "USERSTREAM_DAG_IN_CLUSTER": "false",
 }
+# charts/userstream/templates/streaming/checkpoint-pvc.yaml, release `userstream`
+CHECKPOINT_CLAIM = "userstream-stream-checkpoints"
 BROKEN_RATE = 0.01  # the chart's USERSTREAM_SYNTHETIC_BROKEN_RATE default (settings.py)
 
 
@@ -91,9 +93,20 @@ class LocalPlatform:
     # --- bring-up ----------------------------------------------------------------------------------
     # e2e_platform.Platform: start() before install(), teardown() after them, even after a failure
     def start(self) -> None:
-        """An empty data plane, as in a fresh clone. Data an earlier session left on the topics would
-        be read again by this session's stream (a new release: a new checkpoint, earliest offsets):
-        rows rewritten in place, but that session's dead letters sent again among this one's."""
+        """An empty data plane and no stream checkpoint, as in a fresh clone: the session's data is
+        its own. Topics an earlier session left would be read again by this session's stream, its
+        dead letters landing among this session's; and the checkpoint the chart keeps across
+        uninstalls (helm.sh/resource-policy: keep) would name offsets the emptied topics never had,
+        so the stream would stop on data loss."""
+        self.cluster.kubectl(
+            "delete",
+            "pvc",
+            CHECKPOINT_CLAIM,
+            "--namespace",
+            NAMESPACE,
+            "--ignore-not-found",
+            "--timeout=180s",
+        )
         stack = LocalStack(self.settings)
         stack.down(["kafka", "cassandra"])
         shutil.rmtree(self.settings.state_dir, ignore_errors=True)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from pipeline_support import isolated
 
@@ -23,6 +22,7 @@ from userstream.ingest.run import ingest
 from userstream.ingest.sources import RawBatch
 from userstream.ingest.sources.synthetic import SyntheticSource, generate_user
 from userstream.ingest.staging import Staging
+from userstream.local.run import topic_messages
 from userstream.stream.runner import topic_end_offsets
 
 MiB = 1024 * 1024
@@ -43,24 +43,7 @@ class ListSource:
 
 
 def _topic_messages(settings) -> list[tuple[bytes, bytes]]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        **settings.kafka_client_options(),
-    )
-    try:
-        partitions = consumer.partitions_for_topic(settings.kafka_topic) or set()
-        assigned = [TopicPartition(settings.kafka_topic, p) for p in partitions]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        ends = consumer.end_offsets(assigned)
-        found: list[tuple[bytes, bytes]] = []
-        while any(consumer.position(tp) < ends[tp] for tp in assigned):
-            for records in consumer.poll(timeout_ms=1000, max_records=5000).values():
-                found += [(record.key, record.value) for record in records]
-        return found
-    finally:
-        consumer.close()
+    return [(record.key, record.value) for record in topic_messages(settings, settings.kafka_topic)]
 
 
 def _noise(size: int, seed: int) -> str:

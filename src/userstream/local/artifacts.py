@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 from userstream.errors import PrerequisiteError, UserstreamError
@@ -193,6 +194,29 @@ def jars(artifacts: ArtifactSet, cache_dir: Path) -> list[Path]:
     return sorted(artifacts.folder(cache_dir).glob("*.jar"))
 
 
+def replace_folder(built: Path, target: Path, stamp_name: str, stamp: dict[str, Any]) -> None:
+    """Write ``stamp`` into ``built`` as ``stamp_name``, then put ``built`` in place of ``target``."""
+    (built / stamp_name).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
+    if target.exists():
+        shutil.rmtree(target)
+    built.rename(target)
+
+
+def run_mvn(command: list[str], *, doing: str, failed: str, hint: str = "") -> None:
+    """Run mvn; a clear error naming what it was doing on a timeout, and what failed with the tail
+    of its output (and ``hint``) on a non-zero exit."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=MVN_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise UserstreamError(
+            f"mvn did not {doing} within {MVN_TIMEOUT_S} s: check that the Maven repository is "
+            "reachable, then run `userstream local fetch` again"
+        ) from None
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+        raise UserstreamError(f"mvn failed to {failed}:\n{tail}" + (f"\n{hint}" if hint else ""))
+
+
 def find_mvn() -> str:
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -236,23 +260,14 @@ def resolve(
             "-DincludeScope=runtime",
             f"-DoutputDirectory={output}",
         ]
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=MVN_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise UserstreamError(
-                f"mvn did not finish resolving {artifacts.name} jars within {MVN_TIMEOUT_S} s: "
-                "check that the Maven repository is reachable, then run `userstream local fetch` again"
-            ) from None
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise UserstreamError(
-                f"mvn failed to resolve the {artifacts.name} jars "
-                f"({', '.join(d.coordinate for d in artifacts.dependencies)}):\n{tail}\n"
-                "check that the Maven repository is reachable (mvn -v; ~/.m2/settings.xml), "
-                "then run `userstream local fetch` again"
-            )
+        run_mvn(
+            command,
+            doing=f"finish resolving {artifacts.name} jars",
+            failed=f"resolve the {artifacts.name} jars "
+            f"({', '.join(d.coordinate for d in artifacts.dependencies)})",
+            hint="check that the Maven repository is reachable (mvn -v; ~/.m2/settings.xml), "
+            "then run `userstream local fetch` again",
+        )
         resolved = sorted(p.name for p in output.glob("*.jar"))
         if not resolved:
             raise UserstreamError(f"mvn resolved no jars for {artifacts.name}; see {work / 'pom.xml'}")
@@ -265,10 +280,7 @@ def resolve(
             "jars": resolved,
             "resolved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        (output / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        output.rename(folder)
+        replace_folder(output, folder, STAMP_NAME, stamp)
     echo(f"  {len(resolved)} jars in {time.monotonic() - started:.0f} s")
     return folder
 

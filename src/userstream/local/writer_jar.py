@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from userstream.errors import UserstreamError
-from userstream.local.artifacts import MAVEN_SETTINGS, MVN_TIMEOUT_S, find_mvn, jars_root
+from userstream.local.artifacts import MAVEN_SETTINGS, find_mvn, jars_root, replace_folder, run_mvn
 from userstream.versions import version
 
 NAME = "cassandra-writer"
@@ -101,18 +100,7 @@ def build(
             *[f"-D{key}={value}" for key, value in properties.items()],
             "package",
         ]  # fmt: skip
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=MVN_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise UserstreamError(
-                f"mvn did not build the Cassandra writer within {MVN_TIMEOUT_S} s: check that the Maven "
-                "repository is reachable, then run `userstream local fetch` again"
-            ) from None
-        if result.returncode != 0:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-            raise UserstreamError(f"mvn failed to build the Cassandra writer ({module}):\n{tail}")
+        run_mvn(command, doing="build the Cassandra writer", failed=f"build the Cassandra writer ({module})")
         shaded = [
             p for p in (work / "target").glob("userstream-cassandra-writer-*.jar") if "original" not in p.name
         ]
@@ -127,9 +115,6 @@ def build(
             "properties": properties,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        (output / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        output.rename(target)
+        replace_folder(output, target, STAMP_NAME, stamp)
     echo(f"  {JAR_NAME} in {time.monotonic() - started:.0f} s")
     return target / JAR_NAME

@@ -52,6 +52,11 @@ def health_pod(dagbag: Any) -> dict[str, Any]:
     return build_pod(dagbag, "users_stream_health", "stream_keeps_up", {})
 
 
+def secret_refs(env: list[Any]) -> dict[str, tuple[str, str]]:
+    """Variable name -> (Secret, key) of a pod's variables that come from Secrets."""
+    return {e.name: (e.value_from.secret_key_ref.name, e.value_from.secret_key_ref.key) for e in env}
+
+
 def kubernetes_version() -> str:
     return version("KUBERNETES_VERSION")
 
@@ -176,20 +181,12 @@ def test_pods_read_a_platform_kafka_and_cassandra_from_the_named_secrets(
     }.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    refs = {
-        env.name: (env.value_from.secret_key_ref.name, env.value_from.secret_key_ref.key)
-        for env in pods.ingest_env(settings)
-    }
-    assert refs == {
+    assert secret_refs(pods.ingest_env(settings)) == {
         "USERSTREAM_KAFKA_USERNAME": ("userstream-kafka-ingest", "user"),
         "USERSTREAM_KAFKA_PASSWORD": ("userstream-kafka-ingest", "pass"),
         "USERSTREAM_POSTGRES_DSN": ("staging-db", "dsn"),
     }
-    health = {
-        env.name: (env.value_from.secret_key_ref.name, env.value_from.secret_key_ref.key)
-        for env in pods.health_env(settings)
-    }
-    assert health == {
+    assert secret_refs(pods.health_env(settings)) == {
         "USERSTREAM_KAFKA_USERNAME": ("userstream-kafka-health", "user"),
         "USERSTREAM_KAFKA_PASSWORD": ("userstream-kafka-health", "pass"),
     }

@@ -38,20 +38,24 @@ final class Sessions {
 
   /** The upsert of {@code columns} into the configured table, prepared once per session. */
   static PreparedStatement insert(WriterConfig config, List<String> columns) {
-    String cql =
-        "INSERT INTO "
-            + config.keyspace
-            + "."
-            + config.table
-            + " ("
-            + String.join(", ", columns)
-            + ") VALUES ("
-            + String.join(", ", columns.stream().map(c -> "?").toList())
-            + ")";
+    String cql = insertCql(config, columns);
     CqlSession session = session(config);
     return PREPARED.computeIfAbsent(
         config.sessionKey() + "|" + cql,
         key -> Retry.untilDeadline(config, "prepare the insert", () -> session.prepare(cql)));
+  }
+
+  /** The upsert of {@code columns} into the configured table, as CQL with one marker per column. */
+  static String insertCql(WriterConfig config, List<String> columns) {
+    return "INSERT INTO "
+        + config.keyspace
+        + "."
+        + config.table
+        + " ("
+        + String.join(", ", columns)
+        + ") VALUES ("
+        + String.join(", ", columns.stream().map(c -> "?").toList())
+        + ")";
   }
 
   static CqlSession connect(WriterConfig config) {

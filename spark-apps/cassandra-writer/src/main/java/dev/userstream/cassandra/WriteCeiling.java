@@ -55,17 +55,7 @@ public final class WriteCeiling {
             }
             values.add(copy);
           });
-      PreparedStatement insert =
-          session.prepare(
-              "INSERT INTO "
-                  + config.keyspace
-                  + "."
-                  + config.table
-                  + " ("
-                  + String.join(", ", columns)
-                  + ") VALUES ("
-                  + String.join(", ", columns.stream().map(c -> "?").toList())
-                  + ")");
+      PreparedStatement insert = session.prepare(Sessions.insertCql(config, columns));
       for (int round = 0; round < warmup; round++) {
         pass(new AsyncUpserter(config, session), insert, values);
       }
